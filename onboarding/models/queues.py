@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+
+
+class Queue(models.Model):
+    """Where human work waits to be claimed."""
+
+    key = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="onboarding_queues"
+    )
+    member_groups = models.ManyToManyField(Group, blank=True, related_name="onboarding_queues")
+    is_exceptions = models.BooleanField(
+        default=False,
+        help_text="Receives automated steps whose attempts are exhausted.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_exceptions"],
+                condition=models.Q(is_exceptions=True),
+                name="one_exceptions_queue",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

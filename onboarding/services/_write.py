@@ -1,0 +1,156 @@
+"""The shape every transition service shares: lock, check, transition, save, one event.
+
+Lock order is always case → task (one statement locks both, case first), so two
+services touching the same case queue up instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import OperationalError, models, transaction
+from django_fsm import ConcurrentTransition
+
+from analytics.models import Event
+from analytics.recording import record, record_playbook_event
+from onboarding import clock
+from onboarding.actors import Actor
+from onboarding.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed
+from onboarding.models import Case, PlaybookVersion, Task
+
+# lock_not_available (lock_timeout), deadlock_detected, serialization_failure
+_LOCK_SQLSTATES = {"55P03", "40P01", "40001"}
+
+
+@contextlib.contextmanager
+def atomic_write() -> Iterator[None]:
+    """`transaction.atomic()` whose lock timeouts and deadlocks surface as `Conflict`."""
+    try:
+        with transaction.atomic():
+            yield
+    except OperationalError as exc:
+        sqlstate = getattr(exc.__cause__, "sqlstate", None)
+        if sqlstate in _LOCK_SQLSTATES or "database is locked" in str(exc):
+            raise Conflict("Someone else is changing this right now; try again.") from exc
+        raise
+
+
+def lock_case(case_id: int) -> Case:
+    """Lock one case (and load what its events need) for the rest of the transaction."""
+    try:
+        return (
+            Case.objects.select_related("account", "playbook_version__playbook")
+            .select_for_update(no_key=True, of=("self",))
+            .get(pk=case_id)
+        )
+    except (Case.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"Case {case_id} does not exist.") from None
+
+
+def lock_task(task_id: int) -> Task:
+    """Lock a task and its case in one round trip, the case first."""
+    try:
+        return (
+            Task.objects.select_related(
+                "case__account", "case__playbook_version__playbook", "queue"
+            )
+            # OF-list order is the order PostgreSQL takes the row locks in.
+            .select_for_update(no_key=True, of=("case", "self"))
+            .get(pk=task_id)
+        )
+    except (Task.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"Task {task_id} does not exist.") from None
+
+
+def lock_version(version_id: int) -> PlaybookVersion:
+    try:
+        return (
+            PlaybookVersion.objects.select_related("playbook")
+            .select_for_update(no_key=True, of=("self",))
+            .get(pk=version_id)
+        )
+    except (PlaybookVersion.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"Playbook version {version_id} does not exist.") from None
+
+
+def _snapshot(obj: models.Model) -> dict[str, Any]:
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def check_transition(obj: models.Model, name: str, *, actor: Actor) -> Any:
+    """Raise the domain error that stops `actor` running transition `name` now."""
+    method = getattr(obj, name)
+    meta = method._django_fsm
+    current = meta.field.get_state(obj)
+    label = obj._meta.verbose_name
+    transition = meta.get_transition(current) if meta.has_transition(current) else None
+    if transition is None:
+        raise TransitionNotAllowed(
+            f"A {label} that is {current} cannot {name.replace('_', ' ')}.",
+            transition=name,
+            current_state=current,
+        )
+    # Deny by default: a transition that declares no permission is never allowed.
+    if transition.permission is None or not transition.has_perm(obj, actor):
+        raise Forbidden(
+            f"{actor} may not {name.replace('_', ' ')} this {label}.",
+            transition=name,
+            current_state=current,
+        )
+    failed = [cond.__name__.strip("_") for cond in transition.conditions if not cond(obj)]
+    if failed:
+        raise TransitionNotAllowed(
+            f"Cannot {name.replace('_', ' ')} this {label} now ({', '.join(failed)}).",
+            transition=name,
+            current_state=current,
+            failed_conditions=failed,
+        )
+    return transition
+
+
+def apply_transition(
+    obj: Case | Task | PlaybookVersion,
+    name: str,
+    *,
+    actor: Actor,
+    changes: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+) -> Event:
+    """Run transition `name` on a locked row, save what changed, record its one event.
+
+    Must run inside `atomic_write()` on a row fetched by a `lock_*` helper.
+    """
+    before = _snapshot(obj)
+    transition = check_transition(obj, name, actor=actor)
+    field = getattr(obj, name)._django_fsm.field
+    getattr(obj, name)()
+    for attr, value in (changes or {}).items():
+        setattr(obj, attr, value)
+    if hasattr(obj, "updated_at"):
+        obj.updated_at = clock.now()
+    after = _snapshot(obj)
+    changed = [
+        f.name for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]
+    ]
+    try:
+        obj.save(update_fields=changed)
+    except ConcurrentTransition as exc:
+        raise Conflict(
+            f"This {obj._meta.verbose_name} changed while you were working on it.",
+            transition=name,
+        ) from exc
+
+    event_name = transition.custom["event"]
+    props = {
+        "transition": name,
+        "from_state": before[field.attname],
+        "to_state": after[field.attname],
+        **(properties or {}),
+    }
+    if isinstance(obj, Task):
+        return record(event_name, actor=actor, task=obj, properties=props)
+    if isinstance(obj, Case):
+        return record(event_name, actor=actor, case=obj, properties=props)
+    return record_playbook_event(event_name, actor=actor, version=obj, **props)

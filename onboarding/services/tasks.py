@@ -1,0 +1,281 @@
+"""Task services: one per transition of the task state machine.
+
+Each: lock case+task, check, transition, save, one event; then the workflow
+engine advances the case when the task became final.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+
+from onboarding import clock
+from onboarding.actors import Actor
+from onboarding.errors import InvalidInput
+from onboarding.models import ContextEntry, Queue, Task
+from onboarding.services._write import apply_transition, atomic_write, lock_task
+from onboarding.services.workflow import advance_case
+
+
+def _required(text: str, what: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise InvalidInput(f"A {what} is required.", field=what)
+    return text
+
+
+def add_context_entry(
+    task: Task, *, actor: Actor, kind: str, body: str, **properties: object
+) -> ContextEntry:
+    return ContextEntry.objects.create(
+        case_id=task.case_id,
+        task=task,
+        kind=kind,
+        body=body,
+        author=actor.user,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        properties=properties,
+        created_at=clock.now(),
+    )
+
+
+def _finish(task: Task, actor: Actor) -> Task:
+    advance_case(task.case, cause=actor)
+    return task
+
+
+# --- automation ---------------------------------------------------------------------
+
+
+def task_start(*, task_id: int, actor: Actor) -> Task:
+    """Lease a scheduled automated task: scheduled → running (attempt += 1)."""
+    with atomic_write():
+        task = lock_task(task_id)
+        now = clock.now()
+        changes = {"started_at": task.started_at or now}
+        apply_transition(
+            task,
+            "start",
+            actor=actor,
+            changes=changes,
+            properties={"attempt": task.attempts + 1},
+        )
+    return task
+
+
+def task_succeed(*, task_id: int, actor: Actor, summary: str = "") -> Task:
+    with atomic_write():
+        task = lock_task(task_id)
+        apply_transition(
+            task,
+            "succeed",
+            actor=actor,
+            changes={"completed_at": clock.now()},
+            properties={"completed_by": "automation", "attempt": task.attempts},
+        )
+        if summary:
+            add_context_entry(task, actor=actor, kind=ContextEntry.Kind.AUTOMATION, body=summary)
+        return _finish(task, actor)
+
+
+def task_fail(*, task_id: int, actor: Actor, error: str, error_type: str = "Error") -> Task:
+    """Record a failed attempt: retry while attempts remain, else escalate to a human."""
+    error = _required(error, "error")
+    with atomic_write():
+        task = lock_task(task_id)
+        add_context_entry(
+            task,
+            actor=actor,
+            kind=ContextEntry.Kind.ERROR,
+            body=error,
+            attempt=task.attempts,
+            error_type=error_type,
+        )
+        if task.attempts < task.max_attempts:
+            apply_transition(
+                task,
+                "fail",
+                actor=actor,
+                changes={"last_error": error},
+                properties={"attempt": task.attempts, "error_type": error_type},
+            )
+        else:
+            exceptions = Queue.objects.filter(is_exceptions=True).first()
+            apply_transition(
+                task,
+                "escalate",
+                actor=actor,
+                changes={"last_error": error, "queue": exceptions or task.queue},
+                properties={
+                    "to_queue": exceptions.key if exceptions else None,
+                    "cause": "attempts_exhausted",
+                    "error_type": error_type,
+                },
+            )
+    return task
+
+
+# --- human work -----------------------------------------------------------------------
+
+
+def task_claim(*, task_id: int, actor: Actor) -> Task:
+    with atomic_write():
+        task = lock_task(task_id)
+        now = clock.now()
+        apply_transition(
+            task,
+            "claim",
+            actor=actor,
+            changes={"assignee": actor.user, "started_at": task.started_at or now},
+        )
+    return task
+
+
+def task_release(*, task_id: int, actor: Actor, reason: str = "") -> Task:
+    with atomic_write():
+        task = lock_task(task_id)
+        props = {"reason": reason.strip()} if reason.strip() else {}
+        apply_transition(task, "release", actor=actor, properties=props)
+    return task
+
+
+def task_hand_off(
+    *,
+    task_id: int,
+    actor: Actor,
+    note: str,
+    to_queue_id: int | None = None,
+    to_assignee_id: int | None = None,
+) -> Task:
+    """Move a task to another queue and/or reserve it for an agent; the note is required."""
+    note = _required(note, "note")
+    if to_queue_id is None and to_assignee_id is None:
+        raise InvalidInput("Hand off to a queue, an agent, or both.", field="to_queue")
+    with atomic_write():
+        task = lock_task(task_id)
+        target = task.queue
+        if to_queue_id is not None:
+            target = Queue.objects.filter(pk=to_queue_id).first()
+            if target is None:
+                raise InvalidInput(f"Queue {to_queue_id} does not exist.", field="to_queue")
+        if target is None:
+            raise InvalidInput("Choose the queue to hand the task to.", field="to_queue")
+        assignee = None
+        if to_assignee_id is not None:
+            assignee = get_user_model().objects.filter(pk=to_assignee_id, is_active=True).first()
+            if assignee is None or not Actor.for_user(assignee).queue_ids & {target.pk}:
+                raise InvalidInput(
+                    "The agent must be an active member of the target queue.",
+                    field="to_assignee",
+                )
+        from_queue = task.queue.key if task.queue_id else None
+        apply_transition(
+            task,
+            "hand_off",
+            actor=actor,
+            changes={"queue": target, "assignee": assignee},
+            properties={
+                "from_queue": from_queue,
+                "to_queue": target.key,
+                "to_assignee_id": assignee.pk if assignee else None,
+            },
+        )
+        add_context_entry(
+            task,
+            actor=actor,
+            kind=ContextEntry.Kind.HANDOFF,
+            body=note,
+            from_queue=from_queue,
+            to_queue=target.key,
+            to_assignee_id=assignee.pk if assignee else None,
+        )
+    return task
+
+
+def task_escalate(
+    *, task_id: int, actor: Actor, reason: str, to_queue_id: int | None = None
+) -> Task:
+    reason = _required(reason, "reason")
+    with atomic_write():
+        task = lock_task(task_id)
+        target = task.queue
+        if to_queue_id is not None:
+            target = Queue.objects.filter(pk=to_queue_id).first()
+            if target is None:
+                raise InvalidInput(f"Queue {to_queue_id} does not exist.", field="to_queue")
+        target = target or Queue.objects.filter(is_exceptions=True).first()
+        if target is None:
+            raise InvalidInput("There is no queue to escalate this task to.", field="to_queue")
+        apply_transition(
+            task,
+            "escalate",
+            actor=actor,
+            changes={"queue": target, "priority": task.priority + 1},
+            properties={
+                "to_queue": target.key,
+                "cause": "system" if actor.is_system else "agent",
+            },
+        )
+        add_context_entry(task, actor=actor, kind=ContextEntry.Kind.NOTE, body=reason)
+    return task
+
+
+def task_wait_on_customer(*, task_id: int, actor: Actor, reason: str) -> Task:
+    reason = _required(reason, "reason")
+    with atomic_write():
+        task = lock_task(task_id)
+        apply_transition(task, "wait_on_customer", actor=actor)
+        add_context_entry(task, actor=actor, kind=ContextEntry.Kind.NOTE, body=reason)
+    return task
+
+
+def task_resume(*, task_id: int, actor: Actor) -> Task:
+    with atomic_write():
+        task = lock_task(task_id)
+        apply_transition(task, "resume", actor=actor)
+    return task
+
+
+def task_complete(*, task_id: int, actor: Actor, note: str = "") -> Task:
+    with atomic_write():
+        task = lock_task(task_id)
+        apply_transition(
+            task,
+            "complete",
+            actor=actor,
+            changes={"completed_at": clock.now()},
+            properties={"completed_by": "human"},
+        )
+        if note.strip():
+            add_context_entry(task, actor=actor, kind=ContextEntry.Kind.NOTE, body=note.strip())
+        return _finish(task, actor)
+
+
+def task_complete_by_signal(*, task_id: int, actor: Actor, signal_name: str) -> Task:
+    with atomic_write():
+        task = lock_task(task_id)
+        apply_transition(
+            task,
+            "complete_by_signal",
+            actor=actor,
+            changes={"completed_at": clock.now()},
+            properties={"completed_by": "signal"},
+        )
+        add_context_entry(
+            task, actor=actor, kind=ContextEntry.Kind.SIGNAL, body=f"Signal: {signal_name}"
+        )
+        return _finish(task, actor)
+
+
+def task_skip(*, task_id: int, actor: Actor, reason: str) -> Task:
+    reason = _required(reason, "reason")
+    with atomic_write():
+        task = lock_task(task_id)
+        apply_transition(
+            task,
+            "skip",
+            actor=actor,
+            changes={"skip_reason": reason, "completed_at": clock.now()},
+            properties={"reason": reason},
+        )
+        return _finish(task, actor)
