@@ -23,6 +23,14 @@ def _check_broker() -> dict[str, object]:
     from config.celery import app
 
     started = time.monotonic()
+    options = app.conf.broker_transport_options or {}
+    if str(app.conf.broker_url).startswith("filesystem://"):
+        # The embedded broker is a folder: reachable means it exists and is writable.
+        import os
+
+        folder = options.get("data_folder_in", "")
+        if not (folder and os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            return {"ok": False, "error": f"broker folder {folder!r} is missing or read-only"}
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
