@@ -16,7 +16,11 @@ def _check_database() -> dict[str, object]:
             cursor.fetchone()
     except Exception as exc:  # any failure means "not reachable"; report, don't raise
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"ok": True, "vendor": connection.vendor, "ms": round((time.monotonic() - started) * 1000, 1)}
+    return {
+        "ok": True,
+        "vendor": connection.vendor,
+        "ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 def _check_broker() -> dict[str, object]:

@@ -68,10 +68,10 @@ class Login:
 # Demo-only credentials, printed by the seeder at the end of every run.
 LOGINS: list[Login] = [
     Login("manager", "demo-manager-pass", "manager", "Morgan", "Reyes", MANAGERS_GROUP),
-    Login("agent1", "demo-agent1-pass", "agent", "Ada", "Kowalski", AGENTS_GROUP, (SPECIALISTS,)),
+    Login("agent1", "demo-agent-pass", "agent", "Ada", "Kowalski", AGENTS_GROUP, (SPECIALISTS,)),
     Login(
         "agent2",
-        "demo-agent2-pass",
+        "demo-agent-pass",
         "agent",
         "Bo",
         "Lindqvist",
@@ -79,7 +79,13 @@ LOGINS: list[Login] = [
         (SPECIALISTS, TECHNICAL),
     ),
     Login(
-        "agent3", "demo-agent3-pass", "agent", "Chen", "Okafor", AGENTS_GROUP, (TECHNICAL, EXCEPTIONS)
+        "agent3",
+        "demo-agent-pass",
+        "agent",
+        "Chen",
+        "Okafor",
+        AGENTS_GROUP,
+        (TECHNICAL, EXCEPTIONS),
     ),
     Login("admin", "demo-admin-pass", "superuser", "Sam", "Admin", is_superuser=True),
 ]
@@ -110,7 +116,9 @@ def ensure_groups() -> int:
     change = Permission.objects.filter(
         content_type__app_label="onboarding", codename__startswith="change_"
     )
-    work = Permission.objects.get(content_type__app_label="onboarding", codename=_codename(WORK_PERM))
+    work = Permission.objects.get(
+        content_type__app_label="onboarding", codename=_codename(WORK_PERM)
+    )
     manage = Permission.objects.get(
         content_type__app_label="onboarding", codename=_codename(MANAGE_PERM)
     )
@@ -381,9 +389,7 @@ def _build(definition: PlaybookDef, queues: dict[str, Queue], at: datetime) -> P
 
 
 def _published(playbook: Playbook, number: int) -> PlaybookVersion | None:
-    return playbook.versions.filter(
-        number=number, state=PlaybookVersion.State.PUBLISHED
-    ).first()
+    return playbook.versions.filter(number=number, state=PlaybookVersion.State.PUBLISHED).first()
 
 
 def ensure_playbooks(

@@ -21,8 +21,11 @@ def test_health_reports_database_and_broker(client, settings, tmp_path):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["database"] == {**body["checks"]["database"], "ok": True,
-                                          "vendor": "postgresql"}
+    assert body["checks"]["database"] == {
+        **body["checks"]["database"],
+        "ok": True,
+        "vendor": "postgresql",
+    }
     assert body["checks"]["broker"]["ok"] is True
 
 
@@ -62,7 +65,11 @@ def test_secret_key_is_required_when_debug_is_off():
     env.update(DEBUG="0", DJANGO_SETTINGS_MODULE="config.settings")
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr

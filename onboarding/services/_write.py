@@ -131,9 +131,7 @@ def apply_transition(
     if hasattr(obj, "updated_at"):
         obj.updated_at = clock.now()
     after = _snapshot(obj)
-    changed = [
-        f.name for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]
-    ]
+    changed = [f.name for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]]
     try:
         obj.save(update_fields=changed)
     except ConcurrentTransition as exc:

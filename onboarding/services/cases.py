@@ -139,8 +139,10 @@ def case_reopen(*, case_id: int, actor: Actor, step_key: str, reason: str) -> Ca
     with atomic_write():
         case = lock_case(case_id)
         try:
-            task = case.tasks.select_related("queue").select_for_update(no_key=True, of=("self",)).get(
-                step_key=step_key
+            task = (
+                case.tasks.select_related("queue")
+                .select_for_update(no_key=True, of=("self",))
+                .get(step_key=step_key)
             )
         except Task.DoesNotExist:
             raise NotFound(f"Case {case_id} has no step {step_key!r}.", field="step_key") from None

@@ -41,7 +41,9 @@ def playbook_create(*, key: str, name: str, actor: Actor, description: str = "")
     return playbook
 
 
-def playbook_draft_new_version(*, playbook: Playbook, actor: Actor, changelog: str = "") -> PlaybookVersion:
+def playbook_draft_new_version(
+    *, playbook: Playbook, actor: Actor, changelog: str = ""
+) -> PlaybookVersion:
     """Copy the latest version (steps and dependencies) into a new editable draft."""
     _require_editor(actor)
     try:

@@ -65,8 +65,10 @@ def test_pii_flagged_properties_are_never_stored(system):
     event = Event.objects.get(account=account, name="Account Created")
     assert "contact_email" not in event.properties
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM analytics_event WHERE properties::text LIKE %s",
-                       ["%ceo@acme.example%"])
+        cursor.execute(
+            "SELECT count(*) FROM analytics_event WHERE properties::text LIKE %s",
+            ["%ceo@acme.example%"],
+        )
         assert cursor.fetchone()[0] == 0
 
 
@@ -82,8 +84,12 @@ def test_common_properties_are_filled_from_the_case(open_case, agent_a):
     assert event.step_key == "kickoff"
     assert (event.playbook_key, event.playbook_version) == (version.playbook.key, version.number)
     assert (event.actor_type, event.actor_id, event.source) == ("agent", str(agent_a.pk), "test")
-    assert event.segmentation == {"plan": "growth", "segment": "smb", "region": "emea",
-                                  "channel": ""}
+    assert event.segmentation == {
+        "plan": "growth",
+        "segment": "smb",
+        "region": "emea",
+        "channel": "",
+    }
     assert event.schema_version == CATALOG["Step Claimed"].version
     assert event.uuid is not None
     assert event.occurred_at <= event.recorded_at
@@ -91,8 +97,9 @@ def test_common_properties_are_filled_from_the_case(open_case, agent_a):
 
 @pytest.mark.django_db
 def test_segmentation_is_a_snapshot_taken_when_the_event_happened(open_case, agent_a, system):
-    services.account_upsert(external_id=open_case.account.external_id, actor=system,
-                            plan="enterprise")
+    services.account_upsert(
+        external_id=open_case.account.external_id, actor=system, plan="enterprise"
+    )
 
     services.task_claim(task_id=task_of(open_case, "kickoff").pk, actor=act(agent_a))
 
@@ -123,8 +130,13 @@ def test_event_uuid_is_unique(open_case):
     from django.db import IntegrityError, transaction
 
     first = Event.objects.filter(case=open_case).first()
-    clone = Event(**{f.attname: getattr(first, f.attname)
-                     for f in Event._meta.concrete_fields if f.attname != "id"})
+    clone = Event(
+        **{
+            f.attname: getattr(first, f.attname)
+            for f in Event._meta.concrete_fields
+            if f.attname != "id"
+        }
+    )
 
     with pytest.raises(IntegrityError), transaction.atomic():
         clone.save()
@@ -132,8 +144,9 @@ def test_event_uuid_is_unique(open_case):
 
 @pytest.mark.django_db
 def test_a_note_is_logged_for_humans_and_counted_as_an_event(open_case, agent_a):
-    entry = services.case_add_note(case_id=open_case.pk, actor=act(agent_a),
-                                   body="Customer prefers email")
+    entry = services.case_add_note(
+        case_id=open_case.pk, actor=act(agent_a), body="Customer prefers email"
+    )
 
     assert entry.body == "Customer prefers email"
     event = Event.objects.get(case=open_case, name="Note Added")
@@ -151,8 +164,9 @@ def test_an_agent_of_other_queues_cannot_add_notes(open_case, outsider):
 
 @pytest.mark.django_db
 def test_integration_actor_is_recorded_as_api(open_case):
-    services.case_put_on_hold(case_id=open_case.pk, actor=Actor.integration("tok_9"),
-                              reason="customer asked")
+    services.case_put_on_hold(
+        case_id=open_case.pk, actor=Actor.integration("tok_9"), reason="customer asked"
+    )
 
     event = Event.objects.get(case=open_case, name="Case Put On Hold")
     assert (event.actor_type, event.actor_id, event.source) == ("api", "tok_9", "api")

@@ -68,14 +68,16 @@ def test_two_agents_claiming_the_same_task_one_wins_one_gets_a_conflict(
 def test_many_threads_racing_one_transition_record_exactly_one_event(open_case, agent_a):
     task = services.task_claim(task_id=task_of(open_case, "kickoff").pk, actor=act(agent_a))
 
-    results = race(*[
-        lambda: services.task_complete(task_id=task.pk, actor=act(agent_a)) for _ in range(8)
-    ])
+    results = race(
+        *[lambda: services.task_complete(task_id=task.pk, actor=act(agent_a)) for _ in range(8)]
+    )
 
     assert sum(isinstance(r, Task) for r in results) == 1
     assert all(isinstance(r, (Task, Conflict)) for r in results), results
     assert Event.objects.filter(task=task, name="Step Completed").count() == 1
-    assert Event.objects.filter(task=task_of(open_case, "review"), name="Step Activated").count() == 1
+    assert (
+        Event.objects.filter(task=task_of(open_case, "review"), name="Step Activated").count() == 1
+    )
 
 
 @pytest.fixture
@@ -85,18 +87,26 @@ def fork(make_playbook, queue, make_account, system):
         "fork",
         [
             {"key": "kickoff", "name": "Kickoff", "kind": "human", "queue": queue},
-            {"key": "training", "name": "Training", "kind": "human", "queue": queue,
-             "depends_on": []},
-            {"key": "handover", "name": "Handover", "kind": "human", "queue": queue,
-             "depends_on": ["kickoff", "training"]},
+            {
+                "key": "training",
+                "name": "Training",
+                "kind": "human",
+                "queue": queue,
+                "depends_on": [],
+            },
+            {
+                "key": "handover",
+                "name": "Handover",
+                "kind": "human",
+                "queue": queue,
+                "depends_on": ["kickoff", "training"],
+            },
         ],
     )
     return services.case_open(account=make_account(), playbook=playbook, actor=system)
 
 
-def test_parallel_branches_finishing_at_once_activate_the_join_exactly_once(
-    fork, agent_a, agent_b
-):
+def test_parallel_branches_finishing_at_once_activate_the_join_exactly_once(fork, agent_a, agent_b):
     kickoff = services.task_claim(task_id=task_of(fork, "kickoff").pk, actor=act(agent_a))
     training = services.task_claim(task_id=task_of(fork, "training").pk, actor=act(agent_b))
 

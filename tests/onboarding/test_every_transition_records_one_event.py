@@ -51,18 +51,35 @@ def world(
 ) -> World:
     playbooks = {
         "automated": make_playbook(
-            "auto", [{"key": "provision", "name": "Provision", "kind": "automated",
-                      "handler": "provision_workspace"},
-                     {"key": "check", "name": "Check", "kind": "human", "queue": queue}]
+            "auto",
+            [
+                {
+                    "key": "provision",
+                    "name": "Provision",
+                    "kind": "automated",
+                    "handler": "provision_workspace",
+                },
+                {"key": "check", "name": "Check", "kind": "human", "queue": queue},
+            ],
         ),
         "human": make_playbook(
-            "human", [{"key": "kickoff", "name": "Kickoff", "kind": "human", "queue": queue},
-                      {"key": "review", "name": "Review", "kind": "human", "queue": queue}]
+            "human",
+            [
+                {"key": "kickoff", "name": "Kickoff", "kind": "human", "queue": queue},
+                {"key": "review", "name": "Review", "kind": "human", "queue": queue},
+            ],
         ),
         "signal": make_playbook(
-            "signal", [{"key": "connect", "name": "Connect", "kind": "signal",
-                        "signal_name": "Data Source Connected"},
-                       {"key": "check", "name": "Check", "kind": "human", "queue": queue}]
+            "signal",
+            [
+                {
+                    "key": "connect",
+                    "name": "Connect",
+                    "kind": "signal",
+                    "signal_name": "Data Source Connected",
+                },
+                {"key": "check", "name": "Check", "kind": "human", "queue": queue},
+            ],
         ),
         "single": make_playbook(
             "single", [{"key": "only", "name": "Only", "kind": "human", "queue": queue}]
@@ -118,15 +135,17 @@ SCENARIOS: dict[tuple[type[models.Model], str], Scenario] = {
     (Task, "escalate"): lambda w: (
         lambda t: lambda: services.task_escalate(task_id=t.pk, actor=w.agent, reason="stuck")
     )(_claimed(w)),
-    (Task, "claim"): lambda w: (
-        lambda t: lambda: services.task_claim(task_id=t.pk, actor=w.agent)
-    )(task_of(w.open("human"), "kickoff")),
+    (Task, "claim"): lambda w: (lambda t: lambda: services.task_claim(task_id=t.pk, actor=w.agent))(
+        task_of(w.open("human"), "kickoff")
+    ),
     (Task, "release"): lambda w: (
         lambda t: lambda: services.task_release(task_id=t.pk, actor=w.agent)
     )(_claimed(w)),
     (Task, "hand_off"): lambda w: (
-        lambda t: lambda: services.task_hand_off(
-            task_id=t.pk, actor=w.agent, note="needs SSO expert", to_queue_id=w.other_queue.pk
+        lambda t: (
+            lambda: services.task_hand_off(
+                task_id=t.pk, actor=w.agent, note="needs SSO expert", to_queue_id=w.other_queue.pk
+            )
         )
     )(_claimed(w)),
     (Task, "wait_on_customer"): lambda w: (
@@ -139,24 +158,30 @@ SCENARIOS: dict[tuple[type[models.Model], str], Scenario] = {
         lambda t: lambda: services.task_complete(task_id=t.pk, actor=w.agent, note="done")
     )(_claimed(w)),
     (Task, "complete_by_signal"): lambda w: (
-        lambda t: lambda: services.task_complete_by_signal(
-            task_id=t.pk, actor=w.system, signal_name="Data Source Connected"
+        lambda t: (
+            lambda: services.task_complete_by_signal(
+                task_id=t.pk, actor=w.system, signal_name="Data Source Connected"
+            )
         )
     )(task_of(w.open("signal"), "connect")),
     (Task, "skip"): lambda w: (
         lambda t: lambda: services.task_skip(task_id=t.pk, actor=w.manager, reason="not needed")
     )(task_of(w.open("human"), "kickoff")),
     (Task, "cancel"): lambda w: (
-        lambda c: lambda: (
-            services.case_cancel(case_id=c.pk, actor=w.manager, reason="churned"),
-            task_of(c, "kickoff"),
-        )[1]
+        lambda c: (
+            lambda: (
+                services.case_cancel(case_id=c.pk, actor=w.manager, reason="churned"),
+                task_of(c, "kickoff"),
+            )[1]
+        )
     )(w.open("human")),
     (Task, "reopen"): lambda w: (
-        lambda c: lambda: (
-            services.case_reopen(case_id=c.pk, actor=w.manager, step_key="only", reason="redo"),
-            task_of(c, "only"),
-        )[1]
+        lambda c: (
+            lambda: (
+                services.case_reopen(case_id=c.pk, actor=w.manager, step_key="only", reason="redo"),
+                task_of(c, "only"),
+            )[1]
+        )
     )(_completed_case(w)),
     (Case, "put_on_hold"): lambda w: (
         lambda c: lambda: services.case_put_on_hold(case_id=c.pk, actor=w.manager, reason="PTO")
@@ -171,8 +196,10 @@ SCENARIOS: dict[tuple[type[models.Model], str], Scenario] = {
         lambda t: lambda: services.task_complete(task_id=t.pk, actor=w.agent).case
     )(services.task_claim(task_id=task_of(w.open("single"), "only").pk, actor=w.agent)),
     (Case, "reopen"): lambda w: (
-        lambda c: lambda: services.case_reopen(
-            case_id=c.pk, actor=w.manager, step_key="only", reason="customer came back"
+        lambda c: (
+            lambda: services.case_reopen(
+                case_id=c.pk, actor=w.manager, step_key="only", reason="customer came back"
+            )
         )
     )(_completed_case(w)),
     (PlaybookVersion, "publish"): lambda w: (
@@ -207,8 +234,10 @@ def _events_for(obj: models.Model, transition: str) -> list[Event]:
     lookup = {
         Task: {"task_id": obj.pk},
         Case: {"case_id": obj.pk, "task__isnull": True},
-        PlaybookVersion: {"playbook_key": getattr(obj, "playbook", None) and obj.playbook.key,
-                          "playbook_version": getattr(obj, "number", None)},
+        PlaybookVersion: {
+            "playbook_key": getattr(obj, "playbook", None) and obj.playbook.key,
+            "playbook_version": getattr(obj, "number", None),
+        },
     }[type(obj)]
     return list(Event.objects.filter(properties__transition=transition, **lookup))
 

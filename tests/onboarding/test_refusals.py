@@ -183,6 +183,10 @@ def test_failed_automation_escalates_to_exceptions_queue_when_attempts_run_out(
     assert task.queue_id == exceptions_queue.pk
     assert task.last_error == "HTTP 500 from CRM"
     assert list(Event.objects.filter(task=task).values_list("name", flat=True).order_by("id")) == [
-        "Step Activated", "Step Started", "Step Failed", "Step Started", "Step Escalated",
+        "Step Activated",
+        "Step Started",
+        "Step Failed",
+        "Step Started",
+        "Step Escalated",
     ]
     assert task.context_entries.filter(kind="error").count() == 2

@@ -21,12 +21,28 @@ def diamond(make_playbook, queue, other_queue):
         [
             {"key": "provision", "name": "Provision", "kind": "automated", "handler": "p"},
             {"key": "kickoff", "name": "Kickoff", "kind": "human", "queue": queue},
-            {"key": "connect", "name": "Connect", "kind": "signal",
-             "signal_name": "Data Source Connected", "depends_on": ["provision"]},
-            {"key": "review", "name": "Review", "kind": "human", "queue": other_queue,
-             "depends_on": ["kickoff", "connect"]},
-            {"key": "survey", "name": "Survey", "kind": "human", "queue": queue,
-             "depends_on": [], "required": False},
+            {
+                "key": "connect",
+                "name": "Connect",
+                "kind": "signal",
+                "signal_name": "Data Source Connected",
+                "depends_on": ["provision"],
+            },
+            {
+                "key": "review",
+                "name": "Review",
+                "kind": "human",
+                "queue": other_queue,
+                "depends_on": ["kickoff", "connect"],
+            },
+            {
+                "key": "survey",
+                "name": "Survey",
+                "kind": "human",
+                "queue": queue,
+                "depends_on": [],
+                "required": False,
+            },
         ],
     )
 
@@ -120,8 +136,9 @@ def test_cancelling_a_case_cancels_every_open_task(diamond, make_account, system
 def test_reopening_a_completed_case_puts_the_step_back_in_its_queue(
     make_playbook, queue, make_account, system, agent_a, manager
 ):
-    playbook = make_playbook("one", [{"key": "only", "name": "Only", "kind": "human",
-                                      "queue": queue}])
+    playbook = make_playbook(
+        "one", [{"key": "only", "name": "Only", "kind": "human", "queue": queue}]
+    )
     case = services.case_open(account=make_account(), playbook=playbook, actor=system)
     task = services.task_claim(task_id=task_of(case, "only").pk, actor=act(agent_a))
     services.task_complete(task_id=task.pk, actor=act(agent_a))
@@ -165,7 +182,11 @@ def test_published_steps_are_frozen(diamond, system, queue):
         step.save()
     with pytest.raises(Conflict):
         services.playbook_version_add_step(
-            version=diamond.latest_published(), actor=system, key="x", name="X", kind="human",
+            version=diamond.latest_published(),
+            actor=system,
+            key="x",
+            name="X",
+            kind="human",
             queue=queue,
         )
     assert Step.objects.get(pk=step.pk).name == "Kickoff"
@@ -174,8 +195,10 @@ def test_published_steps_are_frozen(diamond, system, queue):
 def test_publishing_refuses_a_cycle(make_playbook, queue, system):
     playbook = make_playbook(
         "loop",
-        [{"key": "a", "name": "A", "kind": "human", "queue": queue},
-         {"key": "b", "name": "B", "kind": "human", "queue": queue}],
+        [
+            {"key": "a", "name": "A", "kind": "human", "queue": queue},
+            {"key": "b", "name": "B", "kind": "human", "queue": queue},
+        ],
         publish=False,
     )
     version = playbook.versions.get()
@@ -192,8 +215,13 @@ def test_a_step_cannot_depend_on_an_unknown_step(make_playbook, queue, system):
 
     with pytest.raises(InvalidInput):
         services.playbook_version_add_step(
-            version=playbook.versions.get(), actor=system, key="a", name="A", kind="human",
-            queue=queue, depends_on=["ghost"],
+            version=playbook.versions.get(),
+            actor=system,
+            key="a",
+            name="A",
+            kind="human",
+            queue=queue,
+            depends_on=["ghost"],
         )
 
 
