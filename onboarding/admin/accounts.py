@@ -1,0 +1,118 @@
+"""Accounts and queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from unfold.admin import ModelAdmin
+
+from onboarding import services
+from onboarding.admin._common import (
+    ManagerWritesMixin,
+    ServiceAdminMixin,
+    actor_for,
+)
+from onboarding.models import (
+    Account,
+    Queue,
+    Task,
+)
+from onboarding.models.cases import TaskState
+from onboarding.services.accounts import EDITABLE_FIELDS as ACCOUNT_FIELDS
+
+# --- accounts ------------------------------------------------------------------------
+
+
+@admin.register(Account)
+class AccountAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
+    list_display = ("name", "external_id", "plan", "segment", "region", "channel", "case_count")
+    list_filter = ("plan", "segment", "region", "channel")
+    search_fields = ("name", "external_id")
+    fieldsets = (
+        (None, {"fields": ("external_id", "name")}),
+        ("Segmentation", {"fields": ("plan", "segment", "region", "channel")}),
+        ("More", {"fields": ("properties", "created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
+        return super().get_queryset(request).annotate(_case_count=Count("cases"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple:
+        # The external id is the upsert key other systems hold: fixed once created.
+        if obj is None:
+            return ("created_at", "updated_at")
+        return ("external_id", "created_at", "updated_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # Cases protect their account; events keep its id. Only a superuser may try.
+        return request.user.is_superuser
+
+    @admin.display(description="Cases", ordering="_case_count")
+    def case_count(self, account: Account) -> int:
+        return account._case_count
+
+    def save_model(self, request: HttpRequest, obj: Account, form: Any, change: bool) -> None:
+        """Save through `account_upsert`, which records Account Created / Updated."""
+        attrs = {f: form.cleaned_data[f] for f in ACCOUNT_FIELDS if f in form.cleaned_data}
+        account, _ = services.account_upsert(
+            external_id=obj.external_id, actor=actor_for(request), **attrs
+        )
+        obj.pk = account.pk
+        obj.created_at = account.created_at
+        obj.updated_at = account.updated_at
+
+
+# --- queues --------------------------------------------------------------------------
+
+
+@admin.register(Queue)
+class QueueAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
+    list_display = ("name", "key", "is_exceptions", "member_count", "group_count", "waiting")
+    list_filter = ("is_exceptions",)
+    search_fields = ("name", "key")
+    filter_horizontal = ("members", "member_groups")
+    fieldsets = (
+        (None, {"fields": ("key", "name", "description", "is_exceptions")}),
+        ("Who works it", {"fields": ("members", "member_groups")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
+        queued = (
+            Task.objects.filter(queue=OuterRef("pk"), state=TaskState.QUEUED)
+            .order_by()
+            .values("queue")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _members=Count("members", distinct=True),
+                _groups=Count("member_groups", distinct=True),
+                _queued=Coalesce(Subquery(queued, output_field=IntegerField()), 0),
+            )
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Queue | None = None) -> tuple:
+        # Events and reports refer to queues by key.
+        return ("key",) if obj is not None else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Queue | None = None) -> bool:
+        return request.user.is_superuser
+
+    @admin.display(description="Members", ordering="_members")
+    def member_count(self, queue: Queue) -> int:
+        return queue._members
+
+    @admin.display(description="Groups", ordering="_groups")
+    def group_count(self, queue: Queue) -> int:
+        return queue._groups
+
+    @admin.display(description="Waiting tasks", ordering="_queued")
+    def waiting(self, queue: Queue) -> int:
+        return queue._queued
