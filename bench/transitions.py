@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Transitions per second through the write path versus raw psycopg doing the same SQL.
 
-    python bench/transitions.py [--seconds 10] [--processes 1,4] [--tasks 2000]
+    python bench/transitions.py [--seconds 10] [--processes 1,4] [--tasks 2000] [--rounds 2]
     python bench/transitions.py --smoke          # CI: 1 process, 1 second, 40 tasks
-    python bench/transitions.py --profile 5      # + cProfile of the write-path loop
+    python bench/transitions.py --profile 5      # + stage timers, EXPLAIN, cProfile
+    python bench/transitions.py --prepared       # what-if: prepared statements for Django
 
 Each phase flips tasks `in_progress` <-> `waiting`, alternating the two transitions:
 
@@ -23,6 +24,7 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
 import io
@@ -31,8 +33,10 @@ import multiprocessing as mp
 import os
 import platform
 import pstats
+import re
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -322,6 +326,8 @@ INSERT INTO analytics_event (
 ) VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, 'agent', %s, 'bench', %s, %s)
 RETURNING id
 """
+# One line each: the libpq trace prints statements verbatim, one message per line.
+LOCK_SQL, UPDATE_SQL, INSERT_SQL = (" ".join(q.split()) for q in (LOCK_SQL, UPDATE_SQL, INSERT_SQL))
 
 
 class RawRunner:
@@ -391,6 +397,16 @@ def make_runner(kind: str, ctx: dict[str, Any]) -> DjangoRunner | RawRunner:
     return DjangoRunner(ctx["user_id"])
 
 
+def use_prepared_statements() -> None:
+    """What-if: let psycopg prepare Django's repeated statements (this process only)."""
+    from django.conf import settings
+    from django.db import connections
+
+    for d in (settings.DATABASES["default"], connections["default"].settings_dict):
+        d.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+    connections.close_all()
+
+
 def worker(
     kind: str,
     task_ids: list[int],
@@ -399,6 +415,12 @@ def worker(
     results: Any,
 ) -> None:
     try:
+        from django.apps import apps
+
+        if not apps.ready:  # spawned: a fresh interpreter, like a real worker process
+            setup_django(ctx["url"])
+            if ctx["prepared"]:
+                use_prepared_statements()
         runner = make_runner(kind, ctx)
         flipper = Flipper(runner.states(task_ids))
         for _ in range(ctx["warmup"]):  # connection, caches, prepared statements
@@ -440,8 +462,8 @@ def run_phase(kind: str, processes: int, task_ids: list[int], ctx: dict[str, Any
 
     with psycopg.connect(ctx["url"], autocommit=True) as conn:
         conn.execute("CHECKPOINT")  # start each phase from the same WAL position state
-    connections.close_all()  # no inherited sockets in the children
-    mpctx = mp.get_context("fork")
+    connections.close_all()  # no inherited sockets in forked children
+    mpctx = mp.get_context(ctx["start_method"])
     barrier = mpctx.Barrier(processes + 1)
     results = mpctx.Queue()
     procs = [
@@ -454,10 +476,9 @@ def run_phase(kind: str, processes: int, task_ids: list[int], ctx: dict[str, Any
     ]
     for p in procs:
         p.start()
-    try:
+    # A worker that fails before the start breaks the barrier; its traceback is queued.
+    with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout=300)
-    except Exception:
-        pass  # a worker failed before the start; its traceback is in `results`
     out = [results.get(timeout=ctx["seconds"] + 300) for _ in procs]
     for p in procs:
         p.join(timeout=30)
@@ -487,17 +508,23 @@ class WireTrace:
     """Counts client/server round trips of one psycopg connection from its libpq trace.
 
     A round trip ends with the server's ReadyForQuery; the first frontend message of
-    each exchange (`Query "BEGIN"`, `Parse …`) names what was sent.
+    each exchange (`Query "BEGIN"`, `Parse …`, or `Bind` of a prepared statement)
+    names what was sent. Pass the same `names` dict to traces of one connection so
+    statements prepared earlier keep their labels.
     """
 
-    def __init__(self, pgconn: Any) -> None:
+    PARSE = re.compile(r'^\s*"([^"]*)" "(.*)" \d+')
+    BIND = re.compile(r'^\s*"[^"]*" "([^"]*)"')
+
+    def __init__(self, pgconn: Any, names: dict[str, str] | None = None) -> None:
         self.pgconn = pgconn
+        self.names = {} if names is None else names
         self.lines: list[str] = []
 
     def __enter__(self) -> WireTrace:
         from psycopg import pq
 
-        self.file = tempfile.NamedTemporaryFile("w+", suffix=".trace")  # noqa: SIM115
+        self.file = tempfile.NamedTemporaryFile("w+", suffix=".trace")
         self.pgconn.trace(self.file.fileno())
         self.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
         return self
@@ -507,25 +534,33 @@ class WireTrace:
         with open(self.file.name) as fh:
             self.lines = fh.read().splitlines()
         self.file.close()
+        self.statements = self._statements()
 
     @property
     def round_trips(self) -> int:
         return sum(1 for line in self.lines if "\tReadyForQuery" in line)
 
-    @property
-    def statements(self) -> list[str]:
-        out, fresh = [], True
+    def _statements(self) -> list[str]:
+        out: list[str] = []
+        label = None
         for line in self.lines:
             parts = line.split("\t")
-            if len(parts) < 4:
+            if len(parts) < 3:
                 continue
-            if parts[0] == "F" and fresh and parts[2] in ("Query", "Parse"):
-                text = parts[3].strip()
-                text = text.split('"', 2)[-2] if parts[2] == "Parse" else text.strip('"')
-                out.append(_short(text))
-                fresh = False
-            if parts[0] == "B" and parts[2] == "ReadyForQuery":
-                fresh = True
+            body = parts[3] if len(parts) > 3 else ""
+            if parts[0] == "F":
+                if parts[2] == "Query" and label is None:
+                    label = _short(body.strip().strip('"'))
+                elif parts[2] == "Parse" and (m := self.PARSE.match(body)):
+                    if m.group(1):
+                        self.names[m.group(1)] = m.group(2)
+                    label = label or _short(m.group(2))
+                elif parts[2] == "Bind" and label is None and (m := self.BIND.match(body)):
+                    name = m.group(1)
+                    label = _short(self.names.get(name, f"EXECUTE {name}")) + " (prepared)"
+            elif parts[2] == "ReadyForQuery":
+                out.append(label or "?")
+                label = None
         return out
 
 
@@ -536,13 +571,10 @@ def _short(sql: str) -> str:
         return "?"
     head = words[0].upper()
     upper = [w.upper() for w in words]
-    table = ""
-    for marker in ("INTO", "UPDATE", "FROM"):
-        if marker in upper:
-            i = upper.index(marker)
-            if i + 1 < len(words):
-                table = words[i + 1]
-                break
+    marker = {"INSERT": "INTO", "DELETE": "FROM", "SELECT": "FROM"}.get(head, head)
+    table = words[upper.index(marker) + 1] if marker in upper[:-1] else ""
+    if head == "SELECT" and "FOR" in upper:
+        table += " … FOR " + " ".join(upper[upper.index("FOR") + 1 :][:3])
     return f"{head} {table}".strip()
 
 
@@ -589,11 +621,12 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
     )
     flipper.finished(WAIT, t)
     warm = Actor.for_user(get_user_model().objects.get(pk=user_id), source="bench")
-    for k in (WAIT, RESUME):  # warm the actor's caches, as the loop does
-        t = take(k)
-        runner.actor = warm
-        runner.transition(k, t)
-        flipper.finished(k, t)
+    runner.actor = warm
+    for _ in range(6):  # warm the actor's caches (and any statement cache), as the loop does
+        for k in (WAIT, RESUME):
+            t = take(k)
+            runner.transition(k, t)
+            flipper.finished(k, t)
     for k in (WAIT, RESUME):
         t = take(k)
         out[k] = measure(k, t, warm)
@@ -601,10 +634,12 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
 
     raw = RawRunner(ctx["url"], user_id, ctx["lock_timeout_ms"])
     raw_flip = Flipper(raw.states(task_ids[:50]))
-    for _ in range(12):  # past psycopg's prepare threshold, as in the timed loop
-        k, t = raw_flip.next()
-        raw.transition(k, t)
-        raw_flip.finished(k, t)
+    names: dict[str, str] = {}
+    with WireTrace(raw.conn.pgconn, names):  # learn the names of prepared statements
+        for _ in range(12):  # past psycopg's prepare threshold, as in the timed loop
+            k, t = raw_flip.next()
+            raw.transition(k, t)
+            raw_flip.finished(k, t)
     for k in (WAIT, RESUME):
         t = raw_flip.pools[k].popleft() if raw_flip.pools[k] else None
         if t is None:
@@ -612,7 +647,7 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
             raw.transition(kk, t2)
             raw_flip.finished(kk, t2)
             t = raw_flip.pools[k].popleft()
-        with WireTrace(raw.conn.pgconn) as w:
+        with WireTrace(raw.conn.pgconn, names) as w:
             raw.transition(k, t)
         raw_flip.finished(k, t)
         out[f"raw {k}"] = {"wire_round_trips": w.round_trips, "wire_statements": w.statements}
@@ -623,7 +658,7 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
 # --- profiling ------------------------------------------------------------------------
 
 BUCKETS = [
-    ("network + server (waiting on PostgreSQL)", ("wait_c", "select.select", "poll")),
+    ("waiting on PostgreSQL (network + server)", ("psycopg/connection.py:wait", "wait_c")),
     ("psycopg (adapting, cursor machinery)", ("psycopg",)),
     ("django.db.models (querysets, SQL compiler, save)", ("django/db/models",)),
     ("django.db.backends / transaction", ("django/db/backends", "django/db/transaction")),
@@ -633,6 +668,215 @@ BUCKETS = [
     ("onboarding (services, rules, actor)", ("/onboarding/",)),
     ("uuid / json / datetime", ("uuid", "json", "datetime", "zoneinfo")),
 ]
+
+
+STAGES = [  # (key, label, depth) for the stage-timer report
+    ("total", "one transition (wall)", 0),
+    ("lock", "lock_task: BEGIN + SELECT … FOR NO KEY UPDATE → 6 objects", 1),
+    ("apply", "apply_transition", 1),
+    ("check", "check_transition: permission + conditions", 2),
+    ("snapshot", "_snapshot before/after", 2),
+    ("save", "Task.save(update_fields) → UPDATE (fsm guard)", 2),
+    ("record", "record → INSERT analytics_event", 2),
+    ("build_event", "build_event: catalog validation + segmentation", 3),
+    ("context", "add_context_entry → INSERT (wait_on_customer)", 1),
+    ("commit", "COMMIT (WAL flush)", 1),
+    ("-", "", 0),
+    ("sql", "SQL execute: psycopg + network + server (BEGIN incl.)", 1),
+    ("compile", "ORM SQL compilation (as_sql)", 1),
+    ("python", "Python outside SQL execute and COMMIT", 1),
+]
+
+
+class StageTimer:
+    """Inclusive wall time spent in named parts of the write path (low overhead).
+
+    Wraps module attributes and methods for the duration of a `with` block, in this
+    process only; nothing outside bench/ is modified.
+    """
+
+    def __init__(self) -> None:
+        self.totals: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self._undo: list[tuple[Any, str, Any]] = []
+        self._depth: Counter[str] = Counter()
+
+    def wrap(self, owner: Any, attr: str, label: str) -> None:
+        own = vars(owner) if isinstance(owner, type) else getattr(owner, "__dict__", {})
+        original = own.get(attr)  # None: inherited or a bound method, undone by delattr
+        func = getattr(owner, attr)
+        totals, calls, depth = self.totals, self.calls, self._depth
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            depth[label] += 1
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                depth[label] -= 1
+                if not depth[label]:  # outermost call only (as_sql nests)
+                    totals[label] += time.perf_counter() - start
+                    calls[label] += 1
+
+        setattr(owner, attr, timed)
+        self._undo.append((owner, attr, original))
+
+    def db_wrapper(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.totals["sql"] += time.perf_counter() - start
+            self.calls["sql"] += 1
+
+    def restore(self) -> None:
+        for owner, attr, original in reversed(self._undo):
+            if original is None:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, original)
+        self._undo.clear()
+
+
+def stage_breakdown(user_id: int, task_ids: list[int], seconds: float) -> dict:
+    """Where one transition's wall time goes, measured without a profiler's distortion."""
+    import django.db.models.sql.compiler as compiler
+    from django.db import connections
+
+    import analytics.recording as recording
+    import onboarding.services._write as write
+    import onboarding.services.tasks as tasks
+    from onboarding.models import Task
+
+    runner = DjangoRunner(user_id)
+    flipper = Flipper(runner.states(task_ids))
+    for _ in range(20):
+        k, t = flipper.next()
+        runner.transition(k, t)
+        flipper.finished(k, t)
+    connection = connections["default"]
+    connection.ensure_connection()
+
+    timer = StageTimer()
+    timer.wrap(tasks, "lock_task", "lock")
+    timer.wrap(tasks, "apply_transition", "apply")
+    timer.wrap(write, "check_transition", "check")
+    timer.wrap(write, "_snapshot", "snapshot")
+    timer.wrap(Task, "save", "save")
+    timer.wrap(write, "record", "record")
+    timer.wrap(recording, "build_event", "build_event")
+    timer.wrap(tasks, "add_context_entry", "context")
+    timer.wrap(connection, "_commit", "commit")
+    for cls in (compiler.SQLCompiler, compiler.SQLInsertCompiler, compiler.SQLUpdateCompiler):
+        timer.wrap(cls, "as_sql", "compile")
+    count = 0
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    try:
+        with connection.execute_wrapper(timer.db_wrapper):
+            while time.perf_counter() - start < seconds:
+                k, t = flipper.next()
+                runner.transition(k, t)
+                flipper.finished(k, t)
+                count += 1
+    finally:
+        timer.restore()
+    wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    runner.close()
+
+    totals = dict(timer.totals)
+    calls = dict(timer.calls)
+    totals["total"], calls["total"] = wall, count
+    totals["python"] = wall - totals.get("sql", 0) - totals.get("commit", 0)
+    calls["python"] = count
+    print(
+        f"\nwrite path with stage timers: {count} transitions in {wall:.1f}s"
+        f" ({count / wall:.0f} tx/s), client CPU {1000 * cpu / count:.3f} ms/tx"
+    )
+    print(f"  {'inclusive wall time per transition':<62}{'ms/tx':>8}{'calls/tx':>10}")
+    for key, label, depth in STAGES:
+        if key == "-":
+            print(f"  {'across all stages:':<62}")
+            continue
+        indent = "  " * depth
+        print(
+            f"  {indent + label:<62}{1000 * totals.get(key, 0) / count:>8.3f}"
+            f"{calls.get(key, 0) / count:>10.2f}"
+        )
+    return {
+        "transitions": count,
+        "wall_s": wall,
+        "client_cpu_ms_per_tx": 1000 * cpu / count,
+        "ms_per_tx": {label: 1000 * totals.get(key, 0) / count for key, label, _ in STAGES},
+    }
+
+
+def explain_statements(user_id: int, task_ids: list[int], url: str, repeat: int = 7) -> dict:
+    """Server-side planning vs execution time of each statement of one wait_on_customer.
+
+    Captures the SQL Django sends (parameters inlined), then runs EXPLAIN (ANALYZE)
+    on each in a transaction that is rolled back; medians of `repeat` runs.
+    """
+    import statistics
+
+    import psycopg
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    runner = DjangoRunner(user_id)
+    flipper = Flipper(runner.states(task_ids[:50]))
+    for _ in range(4):  # warm the actor (no permission queries), leave work for a wait
+        k, t = flipper.next()
+        runner.transition(k, t)
+        flipper.finished(k, t)
+    while not flipper.pools[WAIT]:
+        k, t = flipper.next()
+        runner.transition(k, t)
+        flipper.finished(k, t)
+    task_id = flipper.pools[WAIT][0]
+    with CaptureQueriesContext(connection) as q:
+        runner.transition(WAIT, task_id)
+    runner.transition(RESUME, task_id)  # put it back
+    runner.close()
+    statements = [x["sql"] for x in q.captured_queries if x["sql"] not in ("BEGIN", "COMMIT")]
+
+    out: dict[str, dict[str, float]] = {}
+    print("\nserver time per statement of one wait_on_customer (EXPLAIN ANALYZE, median):")
+    print(f"  {'statement':<46}{'planning ms':>12}{'execution ms':>14}")
+    uuid_literal = re.compile(r"'([0-9a-f]{32}|[0-9a-f-]{36})'(::uuid)?")
+    with psycopg.connect(url) as conn:
+        for sql in statements:
+            if "$1" in sql:  # server-side binding: Django does not see the values
+                print(f"  {_short(sql):<46}{'(parameters not inlined; skipped)':>26}")
+                continue
+            sql = uuid_literal.sub("gen_random_uuid()", sql)  # the event's uuid is unique
+            plans, execs = [], []
+            for _ in range(repeat):
+                row = conn.execute(f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) {sql}").fetchone()
+                conn.rollback()
+                plans.append(row[0][0]["Planning Time"])
+                execs.append(row[0][0]["Execution Time"])
+            label = _short(sql)
+            plan_ms, exec_ms = statistics.median(plans), statistics.median(execs)
+            out[label] = {"planning_ms": plan_ms, "execution_ms": exec_ms}
+            print(f"  {label:<46}{plan_ms:>12.3f}{exec_ms:>14.3f}")
+        # The raw baseline's lock statement as psycopg runs it: prepared, so after five
+        # executions PostgreSQL reuses a generic plan instead of planning each time.
+        conn.execute(f"PREPARE bench_lock(bigint) AS {LOCK_SQL.replace('%s', '$1')}")
+        plans, execs = [], []
+        for _ in range(repeat + 5):
+            row = conn.execute(
+                f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) EXECUTE bench_lock({int(task_id)})"
+            ).fetchone()
+            conn.rollback()  # PREPARE is not transactional; the row locks are
+            plans.append(row[0][0]["Planning Time"])
+            execs.append(row[0][0]["Execution Time"])
+        plan_ms, exec_ms = statistics.median(plans[5:]), statistics.median(execs[5:])
+        label = "raw: SELECT … FOR NO KEY UPDATE (prepared)"
+        out[label] = {"planning_ms": plan_ms, "execution_ms": exec_ms}
+        print(f"  {label:<46}{plan_ms:>12.3f}{exec_ms:>14.3f}")
+    return out
 
 
 def profile_write_path(user_id: int, task_ids: list[int], seconds: float, top: int) -> dict:
@@ -692,20 +936,69 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
     p.add_argument("--processes", default="1,4", help="comma-separated process counts")
     p.add_argument("--tasks", type=int, default=2000, help="tasks in the fixture")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="phases per kind and process count, alternating which kind goes first "
+        "(raw, write path, write path, raw, …); tx/s is the mean over rounds",
+    )
     p.add_argument("--warmup", type=int, default=50, help="untimed transitions per worker")
     p.add_argument("--smoke", action="store_true", help="1 process, 1 second, 40 tasks")
     p.add_argument("--rebuild", action="store_true", help="drop and rebuild the bench DB")
-    p.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="cProfile")
+    p.add_argument(
+        "--profile",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="afterwards, time the write path's stages and cProfile it for SECONDS each",
+    )
     p.add_argument("--profile-top", type=int, default=30)
+    p.add_argument(
+        "--prepared",
+        action="store_true",
+        help="what-if: run the write path with OPTIONS server_side_binding=True and "
+        "prepare_threshold=5, so psycopg prepares repeated statements as it does for the "
+        "raw baseline; not the application's configuration",
+    )
+    p.add_argument(
+        "--start-method",
+        choices=["spawn", "fork", "forkserver"],
+        default="spawn",
+        help="how worker processes start (spawn: fresh interpreters, like real workers)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if a ratio misses its target")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
     args = p.parse_args(argv)
     if args.smoke:
-        args.seconds, args.processes, args.tasks, args.warmup = 1.0, "1", 40, 10
+        args.seconds, args.processes, args.tasks, args.warmup, args.rounds = 1.0, "1", 40, 10, 1
     args.processes = [int(x) for x in str(args.processes).split(",") if x.strip()]
+    if not args.processes or min(args.processes) < 1 or args.rounds < 1:
+        p.error("--processes and --rounds must be positive")
     if args.tasks < 8 * max(args.processes):
         p.error("--tasks must be at least 8 per process")
     return args
+
+
+def print_round_trips(round_trips: dict[str, dict]) -> bool:
+    """Print the counts; True if a warm transition exceeds the target."""
+    print(f"\nround trips per transition (target <= {MAX_ROUND_TRIPS}, BEGIN and COMMIT included):")
+    failed = False
+    for name, r in round_trips.items():
+        wire = r["wire_round_trips"]
+        captured = r.get("django_captured")
+        over = max(wire, captured or 0) > MAX_ROUND_TRIPS
+        if name in (WAIT, RESUME):
+            verdict = "FAIL" if over else "PASS"
+            failed |= over
+        else:
+            verdict = "(over)" if over else ""
+        counted = f"django {captured}, wire {wire}" if captured is not None else f"wire {wire}"
+        print(f"  {name:<42} {counted:<18} {verdict:<6}")
+        print(f"      {' · '.join(r['wire_statements'])}")
+        if captured is not None and r["django_statements"] != r["wire_statements"]:
+            print(f"      (Django captured: {' · '.join(r['django_statements'])})")
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -726,120 +1019,136 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute("VACUUM (ANALYZE) onboarding_task")
         conn.execute("ANALYZE")
 
-    facts = server_facts(url)
-    db_options = settings.DATABASES["default"].get("OPTIONS", {}).get("options", "")
-    lock_timeout_ms = int(db_options.split("lock_timeout=")[1]) if "lock_timeout=" in db_options else 0
+    db_settings = settings.DATABASES["default"]
+    if args.prepared:
+        use_prepared_statements()
+    db_options = db_settings.get("OPTIONS", {}).get("options", "")
+    lock_timeout_ms = (
+        int(db_options.split("lock_timeout=")[1]) if "lock_timeout=" in db_options else 0
+    )
     ctx = {
         "url": url,
         "user_id": user_id,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "lock_timeout_ms": lock_timeout_ms,
+        "prepared": args.prepared,
+        "start_method": args.start_method,
     }
+    facts = server_facts(url)
     env = {
         "cpus": os.cpu_count(),
+        "load_average_before": os.getloadavg(),
         "python": platform.python_version(),
         "django": django.get_version(),
         "psycopg": f"{psycopg.__version__} ({psycopg.pq.__impl__})",
         "debug": settings.DEBUG,
+        "what_if_prepared": args.prepared,
         "database": db_name(url),
         **facts,
     }
     print(
-        f"\nPostgreSQL {facts['server_version']} (synchronous_commit={facts['synchronous_commit']},"
-        f" fsync={facts['fsync']}), {env['cpus']} CPUs, Django {env['django']} DEBUG="
-        f"{settings.DEBUG}, psycopg {env['psycopg']}; {args.seconds:g}s per phase"
-        f"{' (new database)' if created else ''}"
+        f"\nPostgreSQL {facts['server_version'].split()[0]} (synchronous_commit="
+        f"{facts['synchronous_commit']}, fsync={facts['fsync']}) · {env['cpus']} CPUs, load "
+        f"{env['load_average_before'][0]:.2f} · Django {env['django']} DEBUG={settings.DEBUG}"
+        f" · psycopg {env['psycopg']} · {args.seconds:g}s per phase, {args.rounds} round(s)"
+        f"{' · new database' if created else ''}"
     )
+    if args.prepared:
+        print(
+            "WHAT-IF: the write path runs with server_side_binding=True, prepare_threshold=5"
+            " (not the application's settings)"
+        )
+    if env["load_average_before"][0] > 0.5 * (env["cpus"] or 1):
+        print("note: the machine is busy; both kinds share the noise, see --rounds")
 
     round_trips = count_round_trips(user_id, task_ids, ctx)
 
     phases = []
     for n in args.processes:
-        for kind in ("raw", "django"):
-            r = run_phase(kind, n, task_ids, ctx)
-            print(
-                f"  {n} proc  {'raw psycopg' if kind == 'raw' else 'write path':<12}"
-                f"{r['tx_per_s']:>9.0f} tx/s  ({r['transitions']} transitions,"
-                f" client CPU {r['client_cpu_ms_per_tx']:.3f} ms/tx)"
-            )
-            phases.append(r)
+        for r in range(args.rounds):
+            for kind in ("raw", "django") if r % 2 == 0 else ("django", "raw"):
+                phase = run_phase(kind, n, task_ids, ctx)
+                phase["round"] = r + 1
+                phases.append(phase)
+                print(
+                    f"  {n} proc  {'raw psycopg' if kind == 'raw' else 'write path':<11}"
+                    f"{phase['tx_per_s']:>7.0f} tx/s  ({phase['transitions']} transitions,"
+                    f" client CPU {phase['client_cpu_ms_per_tx']:.3f} ms/tx)"
+                )
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
 
     rows = []
     failed = False
     for n in args.processes:
-        raw = next(p for p in phases if p["kind"] == "raw" and p["processes"] == n)
-        dj = next(p for p in phases if p["kind"] == "django" and p["processes"] == n)
-        ratio = dj["tx_per_s"] / raw["tx_per_s"] if raw["tx_per_s"] else 0.0
+        raw = [p for p in phases if p["kind"] == "raw" and p["processes"] == n]
+        dj = [p for p in phases if p["kind"] == "django" and p["processes"] == n]
+        raw_tps, dj_tps = mean([p["tx_per_s"] for p in raw]), mean([p["tx_per_s"] for p in dj])
+        ratio = dj_tps / raw_tps if raw_tps else 0.0
         target = TARGET_RATIO.get(n)
         ok = None if target is None else ratio >= target
         failed |= ok is False
+        mix: Counter[str] = Counter()
+        for p in dj:
+            mix.update(p["by_kind"])
         rows.append(
             {
                 "processes": n,
-                "raw_tx_per_s": raw["tx_per_s"],
-                "write_path_tx_per_s": dj["tx_per_s"],
+                "raw_tx_per_s": raw_tps,
+                "write_path_tx_per_s": dj_tps,
                 "ratio": ratio,
                 "target": target,
                 "pass": ok,
-                "raw_client_cpu_ms_per_tx": raw["client_cpu_ms_per_tx"],
-                "write_path_client_cpu_ms_per_tx": dj["client_cpu_ms_per_tx"],
-                "write_path_mix": dj["by_kind"],
+                "raw_client_cpu_ms_per_tx": mean([p["client_cpu_ms_per_tx"] for p in raw]),
+                "write_path_client_cpu_ms_per_tx": mean([p["client_cpu_ms_per_tx"] for p in dj]),
+                "write_path_mix": dict(mix),
             }
         )
 
     print(
-        f"\n{'processes':>9} {'raw tx/s':>10} {'write path tx/s':>16} {'ratio':>7}"
-        f" {'target':>7}  result   {'client CPU ms/tx raw / write path':>34}"
+        f"\n{'processes':>9} {'raw tx/s':>9} {'write path tx/s':>16} {'ratio':>7} {'target':>7}"
+        f"  result   client CPU ms/tx (raw / write path)"
     )
     for r in rows:
         target = f">={r['target']:.2f}" if r["target"] is not None else "-"
         verdict = {True: "PASS", False: "FAIL", None: "-"}[r["pass"]]
         print(
-            f"{r['processes']:>9} {r['raw_tx_per_s']:>10.0f} {r['write_path_tx_per_s']:>16.0f}"
-            f" {r['ratio']:>6.2f}x {target:>7}  {verdict:<6}"
-            f"   {r['raw_client_cpu_ms_per_tx']:>15.3f} / {r['write_path_client_cpu_ms_per_tx']:.3f}"
+            f"{r['processes']:>9} {r['raw_tx_per_s']:>9.0f} {r['write_path_tx_per_s']:>16.0f}"
+            f" {r['ratio']:>6.2f}x {target:>7}  {verdict:<6}   "
+            f"{r['raw_client_cpu_ms_per_tx']:.3f} / {r['write_path_client_cpu_ms_per_tx']:.3f}"
         )
+    mix = rows[0]["write_path_mix"]
+    print(f"write-path mix: {mix.get(WAIT, 0)} wait_on_customer / {mix.get(RESUME, 0)} resume")
 
-    print(f"\nround trips per transition (target <= {MAX_ROUND_TRIPS}, BEGIN/COMMIT included):")
-    rt_fail = False
-    for name, r in round_trips.items():
-        n = r.get("wire_round_trips")
-        captured = r.get("django_captured")
-        over = name.startswith("raw") is False and max(n, captured or 0) > MAX_ROUND_TRIPS
-        is_target = name in (WAIT, RESUME)
-        rt_fail |= over and is_target
-        verdict = ("FAIL" if over else "PASS") if is_target else ("over" if over else "")
-        counted = f"django {captured:>2}, wire {n:>2}" if captured is not None else f"wire {n:>2}"
-        print(f"  {name:<44} {counted:<20} {verdict:<5} {' · '.join(r['wire_statements'])}")
-        if captured is not None and r["django_statements"] != r["wire_statements"]:
-            print(f"  {'':<44} django captured: {' · '.join(r['django_statements'])}")
+    rt_failed = print_round_trips(round_trips)
+    env["load_average_after"] = os.getloadavg()
 
     profile = None
     if args.profile:
-        profile = profile_write_path(user_id, task_ids, args.profile, args.profile_top)
+        profile = {
+            "stages": stage_breakdown(user_id, task_ids, args.profile),
+            "server_time": explain_statements(user_id, task_ids, url),
+            "cprofile": profile_write_path(user_id, task_ids, args.profile, args.profile_top),
+        }
 
     if not args.no_save:
         RESULTS_DIR.mkdir(exist_ok=True)
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = RESULTS_DIR / f"transitions-{stamp}.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "args": {k: v for k, v in vars(args).items()},
-                    "environment": env,
-                    "results": rows,
-                    "phases": phases,
-                    "round_trips": round_trips,
-                    "round_trip_target": MAX_ROUND_TRIPS,
-                    "profile": profile,
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        payload = {
+            "args": vars(args),
+            "environment": env,
+            "results": rows,
+            "phases": phases,
+            "round_trips": round_trips,
+            "round_trip_target": MAX_ROUND_TRIPS,
+            "profile": profile,
+        }
+        path.write_text(json.dumps(payload, indent=2, default=str))
         print(f"\nresults written to {path.relative_to(ROOT)}")
-    if rt_fail:
+    if rt_failed:
         return 1
     return 1 if (failed and args.strict) else 0
 
