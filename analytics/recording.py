@@ -15,6 +15,7 @@ from django.utils import timezone
 from analytics.catalog import get_spec
 from analytics.models import Event
 from onboarding import clock
+from onboarding.statements import insert_row
 
 if TYPE_CHECKING:
     from onboarding.actors import Actor
@@ -60,9 +61,7 @@ def build_event(
 
 def record(name: str, **kwargs: Any) -> Event:
     """Record one event; call inside the transaction that made it happen."""
-    event = build_event(name, **kwargs)
-    event.save(force_insert=True)
-    return event
+    return insert_row(build_event(name, **kwargs))
 
 
 def record_playbook_event(name: str, *, actor: Actor, version: Any, **properties: Any) -> Event:
@@ -70,5 +69,4 @@ def record_playbook_event(name: str, *, actor: Actor, version: Any, **properties
     event = build_event(name, actor=actor, properties=properties)
     event.playbook_key = version.playbook.key
     event.playbook_version = version.number
-    event.save(force_insert=True)
-    return event
+    return insert_row(event)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db import OperationalError, models, transaction
-from django_fsm import ConcurrentTransition
 
 from analytics.models import Event
 from analytics.recording import record, record_playbook_event
@@ -19,6 +18,7 @@ from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed
 from onboarding.models import Case, PlaybookVersion, Task
+from onboarding.statements import CompiledQuery, update_if_state
 
 # lock_not_available (lock_timeout), deadlock_detected, serialization_failure
 _LOCK_SQLSTATES = {"55P03", "40P01", "40001"}
@@ -49,19 +49,26 @@ def lock_case(case_id: int) -> Case:
         raise NotFound(f"Case {case_id} does not exist.") from None
 
 
+# The hottest statement in the product: compiled once per process.
+_LOCK_TASK = CompiledQuery(
+    lambda: (
+        Task.objects.select_related("case__account", "case__playbook_version__playbook", "queue")
+        # OF-list order is the order PostgreSQL takes the row locks in.
+        .select_for_update(no_key=True, of=("case", "self"))
+        .filter(pk=0)
+    )
+)
+
+
 def lock_task(task_id: int) -> Task:
     """Lock a task and its case in one round trip, the case first."""
     try:
-        return (
-            Task.objects.select_related(
-                "case__account", "case__playbook_version__playbook", "queue"
-            )
-            # OF-list order is the order PostgreSQL takes the row locks in.
-            .select_for_update(no_key=True, of=("case", "self"))
-            .get(pk=task_id)
-        )
-    except (Task.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"Task {task_id} does not exist.") from None
+        task = _LOCK_TASK.first(int(task_id))
+    except (ValueError, TypeError):
+        task = None
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist.")
+    return task
 
 
 def lock_version(version_id: int) -> PlaybookVersion:
@@ -131,14 +138,15 @@ def apply_transition(
     if hasattr(obj, "updated_at"):
         obj.updated_at = clock.now()
     after = _snapshot(obj)
-    changed = [f.name for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]]
-    try:
-        obj.save(update_fields=changed)
-    except ConcurrentTransition as exc:
+    changed = [f for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]]
+    # Guarded like ConcurrentTransitionMixin.save(): the row must still be in the
+    # state read under the lock, else nothing is written and no event recorded.
+    if not update_if_state(obj, changed, state_field=field, expected_state=before[field.attname]):
         raise Conflict(
             f"This {obj._meta.verbose_name} changed while you were working on it.",
             transition=name,
-        ) from exc
+        )
+    obj._update_initial_state()  # later ORM saves of this instance guard on the new state
 
     event_name = transition.custom["event"]
     props = {

@@ -14,6 +14,7 @@ from onboarding.errors import InvalidInput
 from onboarding.models import ContextEntry, Queue, Task
 from onboarding.services._write import apply_transition, atomic_write, lock_task
 from onboarding.services.workflow import advance_case
+from onboarding.statements import insert_row
 
 
 def _required(text: str, what: str) -> str:
@@ -26,7 +27,7 @@ def _required(text: str, what: str) -> str:
 def add_context_entry(
     task: Task, *, actor: Actor, kind: str, body: str, **properties: object
 ) -> ContextEntry:
-    return ContextEntry.objects.create(
+    entry = ContextEntry(
         case_id=task.case_id,
         task=task,
         kind=kind,
@@ -37,6 +38,7 @@ def add_context_entry(
         properties=properties,
         created_at=clock.now(),
     )
+    return insert_row(entry)
 
 
 def _finish(task: Task, actor: Actor) -> Task:
