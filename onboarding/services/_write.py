@@ -16,7 +16,7 @@ from analytics.models import Event
 from analytics.recording import record, record_playbook_event
 from onboarding import clock
 from onboarding.actors import Actor
-from onboarding.errors import Conflict, Forbidden, NotFound, TransitionNotAllowed
+from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionNotAllowed
 from onboarding.models import Case, PlaybookVersion, Task
 from onboarding.statements import CompiledQuery, update_if_state
 
@@ -37,16 +37,32 @@ def atomic_write() -> Iterator[None]:
         raise
 
 
+_LOCK_CASE = CompiledQuery(
+    lambda: (
+        Case.objects.select_related("account", "playbook_version__playbook")
+        .select_for_update(no_key=True, of=("self",))
+        .filter(pk=0)
+    )
+)
+
+
 def lock_case(case_id: int) -> Case:
     """Lock one case (and load what its events need) for the rest of the transaction."""
     try:
-        return (
-            Case.objects.select_related("account", "playbook_version__playbook")
-            .select_for_update(no_key=True, of=("self",))
-            .get(pk=case_id)
-        )
-    except (Case.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"Case {case_id} does not exist.") from None
+        case = _LOCK_CASE.first(int(case_id))
+    except (ValueError, TypeError):
+        case = None
+    if case is None:
+        raise NotFound(f"Case {case_id} does not exist.")
+    return case
+
+
+def required_text(text: str, what: str) -> str:
+    """The stripped text, or InvalidInput naming the field when it is blank."""
+    text = (text or "").strip()
+    if not text:
+        raise InvalidInput(f"A {what} is required.", field=what)
+    return text
 
 
 # The hottest statement in the product: compiled once per process.

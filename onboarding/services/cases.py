@@ -10,15 +10,8 @@ from onboarding.actors import Actor
 from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import Account, Case, Playbook, PlaybookVersion, Task
 from onboarding.models.cases import NON_FINAL_TASK_STATES, OPEN_CASE_STATES
-from onboarding.services._write import apply_transition, atomic_write, lock_case
+from onboarding.services._write import apply_transition, atomic_write, lock_case, required_text
 from onboarding.services.workflow import advance_case, workflow_actor
-
-
-def _required(text: str, what: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise InvalidInput(f"A {what} is required.", field=what)
-    return text
 
 
 def case_open(
@@ -87,7 +80,7 @@ def case_open(
 
 
 def case_put_on_hold(*, case_id: int, actor: Actor, reason: str) -> Case:
-    reason = _required(reason, "reason")
+    reason = required_text(reason, "reason")
     with atomic_write():
         case = lock_case(case_id)
         apply_transition(
@@ -109,7 +102,7 @@ def case_resume(*, case_id: int, actor: Actor) -> Case:
 
 def case_cancel(*, case_id: int, actor: Actor, reason: str) -> Case:
     """Cancel the case and every task still open in it."""
-    reason = _required(reason, "reason")
+    reason = required_text(reason, "reason")
     with atomic_write():
         case = lock_case(case_id)
         now = clock.now()
@@ -135,7 +128,7 @@ def case_cancel(*, case_id: int, actor: Actor, reason: str) -> Case:
 
 def case_reopen(*, case_id: int, actor: Actor, step_key: str, reason: str) -> Case:
     """Reopen a completed case by putting one of its finished steps back in play."""
-    reason = _required(reason, "reason")
+    reason = required_text(reason, "reason")
     with atomic_write():
         case = lock_case(case_id)
         try:

@@ -12,16 +12,9 @@ from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.errors import InvalidInput
 from onboarding.models import ContextEntry, Queue, Task
-from onboarding.services._write import apply_transition, atomic_write, lock_task
+from onboarding.services._write import apply_transition, atomic_write, lock_task, required_text
 from onboarding.services.workflow import advance_case
 from onboarding.statements import insert_row
-
-
-def _required(text: str, what: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise InvalidInput(f"A {what} is required.", field=what)
-    return text
 
 
 def add_context_entry(
@@ -82,7 +75,7 @@ def task_succeed(*, task_id: int, actor: Actor, summary: str = "") -> Task:
 
 def task_fail(*, task_id: int, actor: Actor, error: str, error_type: str = "Error") -> Task:
     """Record a failed attempt: retry while attempts remain, else escalate to a human."""
-    error = _required(error, "error")
+    error = required_text(error, "error")
     with atomic_write():
         task = lock_task(task_id)
         add_context_entry(
@@ -150,7 +143,7 @@ def task_hand_off(
     to_assignee_id: int | None = None,
 ) -> Task:
     """Move a task to another queue and/or reserve it for an agent; the note is required."""
-    note = _required(note, "note")
+    note = required_text(note, "note")
     if to_queue_id is None and to_assignee_id is None:
         raise InvalidInput("Hand off to a queue, an agent, or both.", field="to_queue")
     with atomic_write():
@@ -197,7 +190,7 @@ def task_hand_off(
 def task_escalate(
     *, task_id: int, actor: Actor, reason: str, to_queue_id: int | None = None
 ) -> Task:
-    reason = _required(reason, "reason")
+    reason = required_text(reason, "reason")
     with atomic_write():
         task = lock_task(task_id)
         target = task.queue
@@ -223,7 +216,7 @@ def task_escalate(
 
 
 def task_wait_on_customer(*, task_id: int, actor: Actor, reason: str) -> Task:
-    reason = _required(reason, "reason")
+    reason = required_text(reason, "reason")
     with atomic_write():
         task = lock_task(task_id)
         apply_transition(task, "wait_on_customer", actor=actor)
@@ -270,7 +263,7 @@ def task_complete_by_signal(*, task_id: int, actor: Actor, signal_name: str) -> 
 
 
 def task_skip(*, task_id: int, actor: Actor, reason: str) -> Task:
-    reason = _required(reason, "reason")
+    reason = required_text(reason, "reason")
     with atomic_write():
         task = lock_task(task_id)
         apply_transition(
