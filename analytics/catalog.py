@@ -183,6 +183,12 @@ CATALOG: dict[str, EventSpec] = {
             error_type=Prop("string", "Exception class or error code."),
         ),
         _transition(
+            "Step Lease Expired",
+            "A worker took an automated step but did not report back in time (crash or "
+            "timeout); the attempt counts as failed and the step is scheduled again.",
+            attempt=Prop("integer", "The attempt that was lost."),
+        ),
+        _transition(
             "Step Completed",
             "The step is done.",
             completed_by=Prop("string", "automation, human or signal."),
@@ -201,7 +207,7 @@ CATALOG: dict[str, EventSpec] = {
             "Step Escalated",
             "The step went to a (possibly other) queue flagged as escalated.",
             to_queue=Prop("string", "Queue key after.", nullable=True),
-            cause=Prop("string", "attempts_exhausted, agent, or sla."),
+            cause=Prop("string", "attempts_exhausted, lease_expired, agent, system or sla."),
             error_type=Prop("string", "Last error, when automation gave up.", required=False),
         ),
         _transition("Step Awaiting Customer", "Work paused until the customer responds."),

@@ -4,13 +4,15 @@
     python bench/transitions.py [--seconds 10] [--processes 1,4] [--tasks 2000] [--rounds 2]
     python bench/transitions.py --smoke          # CI: 1 process, 1 second, 40 tasks
     python bench/transitions.py --profile 5      # + stage timers, EXPLAIN, cProfile
-    python bench/transitions.py --prepared       # what-if: prepared statements for Django
+    DB_PREPARED_STATEMENTS=0 python bench/transitions.py   # what-if: nothing prepared
 
 Each phase flips tasks `in_progress` <-> `waiting`, alternating the two transitions:
 
-* write path: `task_wait_on_customer` / `task_resume` (lock case+task, permission and
-  condition checks, save, catalog-validated event with the segmentation snapshot; the
-  wait also inserts its reason as a context entry);
+* write path: `task_wait_on_customer` / `task_resume` (lock case+task with the query
+  compiled once per process, permission and condition checks, guarded UPDATE and
+  catalog-validated event INSERT with cached SQL; the wait also inserts its reason as a
+  context entry), with the application's DB OPTIONS (prepared statements on PostgreSQL
+  unless DB_PREPARED_STATEMENTS=0);
 * raw: one psycopg connection per process, autocommit off, per transaction: the
   locking SELECT of task+case (joined to what the event needs), a guarded UPDATE of
   the state, an INSERT of the event, COMMIT.
@@ -391,20 +393,30 @@ class RawRunner:
         self.conn.close()
 
 
+def statement_binding(db_settings: dict[str, Any]) -> dict[str, Any]:
+    """The app's psycopg binding OPTIONS (config/settings.py: DB_PREPARED_STATEMENTS,
+    DB_PREPARE_THRESHOLD); None where the setting is absent."""
+    options = db_settings.get("OPTIONS", {})
+    return {
+        "server_side_binding": options.get("server_side_binding"),
+        "prepare_threshold": options.get("prepare_threshold"),
+    }
+
+
+def describe_binding(binding: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in binding.items())
+    if binding["server_side_binding"] and binding["prepare_threshold"] is not None:
+        n = binding["prepare_threshold"]
+        return f"{text} (statements prepared after {n} executions per connection)"
+    if binding["server_side_binding"]:
+        return f"{text} (server-side binding; prepare_threshold=None: nothing prepared)"
+    return f"{text} (client-side binding: nothing prepared, every statement planned)"
+
+
 def make_runner(kind: str, ctx: dict[str, Any]) -> DjangoRunner | RawRunner:
     if kind == "raw":
         return RawRunner(ctx["url"], ctx["user_id"], ctx["lock_timeout_ms"])
     return DjangoRunner(ctx["user_id"])
-
-
-def use_prepared_statements() -> None:
-    """What-if: let psycopg prepare Django's repeated statements (this process only)."""
-    from django.conf import settings
-    from django.db import connections
-
-    for d in (settings.DATABASES["default"], connections["default"].settings_dict):
-        d.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
-    connections.close_all()
 
 
 def worker(
@@ -419,8 +431,6 @@ def worker(
 
         if not apps.ready:  # spawned: a fresh interpreter, like a real worker process
             setup_django(ctx["url"])
-            if ctx["prepared"]:
-                use_prepared_statements()
         runner = make_runner(kind, ctx)
         flipper = Flipper(runner.states(task_ids))
         for _ in range(ctx["warmup"]):  # connection, caches, prepared statements
@@ -584,15 +594,20 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from onboarding.actors import Actor
+    from onboarding.actors import WORK_PERM, Actor
 
     runner = DjangoRunner(user_id)
     flipper = Flipper(runner.states(task_ids[:50]))
+    # A new connection, traced from its first statement on, so the names psycopg gives
+    # the statements it prepares (prepare_threshold) are learnt and printed as SQL.
+    connection.close()
     connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    names: dict[str, str] = {}
 
     def measure(kind: str, task_id: int, actor: Actor) -> dict:
         runner.actor = actor
-        with CaptureQueriesContext(connection) as q, WireTrace(connection.connection.pgconn) as w:
+        with CaptureQueriesContext(connection) as q, WireTrace(pgconn, names) as w:
             runner.transition(kind, task_id)
         captured = [_short(x["sql"]) for x in q.captured_queries]
         return {
@@ -611,22 +626,33 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
             flipper.finished(other, t)
         return pool.popleft()
 
-    # Fresh actor built on a freshly loaded user (the request's auth middleware loads
-    # the user; that query is not part of the transition and is not counted).
-    fresh_user = get_user_model().objects.get(pk=user_id)
+    # Fresh actors on freshly loaded users (the request's auth middleware loads the
+    # user; that query is not part of the transition and is not counted). A cold user
+    # object costs ModelBackend's two permission queries (user, group); a request that
+    # already checked a permission on it (the admin does, before any action) has them
+    # cached on the user.
     out: dict[str, Any] = {}
+    cold_user = get_user_model().objects.get(pk=user_id)
     t = take(WAIT)
-    out["first_with_fresh_actor (wait_on_customer)"] = measure(
-        WAIT, t, Actor.for_user(fresh_user, source="bench")
+    out["fresh actor, cold user (wait_on_customer)"] = measure(
+        WAIT, t, Actor.for_user(cold_user, source="bench")
+    )
+    flipper.finished(WAIT, t)
+    checked_user = get_user_model().objects.get(pk=user_id)
+    checked_user.has_perm(WORK_PERM)  # what the request did before calling the service
+    t = take(WAIT)
+    out["fresh actor, perms checked (wait_on_customer)"] = measure(
+        WAIT, t, Actor.for_user(checked_user, source="bench")
     )
     flipper.finished(WAIT, t)
     warm = Actor.for_user(get_user_model().objects.get(pk=user_id), source="bench")
     runner.actor = warm
-    for _ in range(6):  # warm the actor's caches (and any statement cache), as the loop does
-        for k in (WAIT, RESUME):
-            t = take(k)
-            runner.transition(k, t)
-            flipper.finished(k, t)
+    with WireTrace(pgconn, names):  # past prepare_threshold, as in the timed loop
+        for _ in range(6):
+            for k in (WAIT, RESUME):
+                t = take(k)
+                runner.transition(k, t)
+                flipper.finished(k, t)
     for k in (WAIT, RESUME):
         t = take(k)
         out[k] = measure(k, t, warm)
@@ -634,8 +660,8 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
 
     raw = RawRunner(ctx["url"], user_id, ctx["lock_timeout_ms"])
     raw_flip = Flipper(raw.states(task_ids[:50]))
-    names: dict[str, str] = {}
-    with WireTrace(raw.conn.pgconn, names):  # learn the names of prepared statements
+    raw_names: dict[str, str] = {}
+    with WireTrace(raw.conn.pgconn, raw_names):  # learn the names of prepared statements
         for _ in range(12):  # past psycopg's prepare threshold, as in the timed loop
             k, t = raw_flip.next()
             raw.transition(k, t)
@@ -647,7 +673,7 @@ def count_round_trips(user_id: int, task_ids: list[int], ctx: dict[str, Any]) ->
             raw.transition(kk, t2)
             raw_flip.finished(kk, t2)
             t = raw_flip.pools[k].popleft()
-        with WireTrace(raw.conn.pgconn, names) as w:
+        with WireTrace(raw.conn.pgconn, raw_names) as w:
             raw.transition(k, t)
         raw_flip.finished(k, t)
         out[f"raw {k}"] = {"wire_round_trips": w.round_trips, "wire_statements": w.statements}
@@ -672,19 +698,23 @@ BUCKETS = [
 
 STAGES = [  # (key, label, depth) for the stage-timer report
     ("total", "one transition (wall)", 0),
-    ("lock", "lock_task: BEGIN + SELECT … FOR NO KEY UPDATE → 6 objects", 1),
+    ("lock", "lock_task", 1),
+    ("lock_first", "CompiledQuery.first: BEGIN + SELECT … FOR UPDATE → 6 objs", 2),
     ("apply", "apply_transition", 1),
     ("check", "check_transition: permission + conditions", 2),
     ("snapshot", "_snapshot before/after", 2),
-    ("save", "Task.save(update_fields) → UPDATE (fsm guard)", 2),
-    ("record", "record → INSERT analytics_event", 2),
+    ("update", "update_if_state → guarded UPDATE onboarding_task", 2),
+    ("record", "record → event", 2),
     ("build_event", "build_event: catalog validation + segmentation", 3),
-    ("context", "add_context_entry → INSERT (wait_on_customer)", 1),
+    ("event_insert", "insert_row → INSERT analytics_event", 3),
+    ("context", "add_context_entry (wait_on_customer only)", 1),
+    ("context_insert", "insert_row → INSERT onboarding_contextentry", 2),
     ("commit", "COMMIT (WAL flush)", 1),
     ("-", "", 0),
     ("sql", "SQL execute: psycopg + network + server (BEGIN incl.)", 1),
-    ("compile", "ORM SQL compilation (as_sql)", 1),
     ("python", "Python outside SQL execute and COMMIT", 1),
+    ("compile", "check: ORM SQL compilation (as_sql), expect 0 calls", 1),
+    ("save", "check: Model.save(), expect 0 calls", 1),
 ]
 
 
@@ -741,12 +771,12 @@ class StageTimer:
 def stage_breakdown(user_id: int, task_ids: list[int], seconds: float) -> dict:
     """Where one transition's wall time goes, measured without a profiler's distortion."""
     import django.db.models.sql.compiler as compiler
-    from django.db import connections
+    from django.db import connections, models
 
     import analytics.recording as recording
     import onboarding.services._write as write
     import onboarding.services.tasks as tasks
-    from onboarding.models import Task
+    from onboarding.statements import CompiledQuery
 
     runner = DjangoRunner(user_id)
     flipper = Flipper(runner.states(task_ids))
@@ -757,18 +787,30 @@ def stage_breakdown(user_id: int, task_ids: list[int], seconds: float) -> dict:
     connection = connections["default"]
     connection.ensure_connection()
 
+    # Patched where the services look them up (module globals bound at import).
     timer = StageTimer()
     timer.wrap(tasks, "lock_task", "lock")
+    timer.wrap(CompiledQuery, "first", "lock_first")
     timer.wrap(tasks, "apply_transition", "apply")
     timer.wrap(write, "check_transition", "check")
     timer.wrap(write, "_snapshot", "snapshot")
-    timer.wrap(Task, "save", "save")
+    timer.wrap(write, "update_if_state", "update")
     timer.wrap(write, "record", "record")
     timer.wrap(recording, "build_event", "build_event")
+    timer.wrap(recording, "insert_row", "event_insert")
     timer.wrap(tasks, "add_context_entry", "context")
+    timer.wrap(tasks, "insert_row", "context_insert")
     timer.wrap(connection, "_commit", "commit")
-    for cls in (compiler.SQLCompiler, compiler.SQLInsertCompiler, compiler.SQLUpdateCompiler):
+    # Checks: the write path should neither compile ORM SQL nor go through save().
+    for cls in (
+        compiler.SQLCompiler,
+        compiler.SQLInsertCompiler,
+        compiler.SQLUpdateCompiler,
+        compiler.SQLDeleteCompiler,
+        compiler.SQLAggregateCompiler,
+    ):
         timer.wrap(cls, "as_sql", "compile")
+    timer.wrap(models.Model, "save", "save")
     count = 0
     cpu0 = time.process_time()
     start = time.perf_counter()
@@ -804,25 +846,47 @@ def stage_breakdown(user_id: int, task_ids: list[int], seconds: float) -> dict:
             f"  {indent + label:<62}{1000 * totals.get(key, 0) / count:>8.3f}"
             f"{calls.get(key, 0) / count:>10.2f}"
         )
+    for key, what in (("compile", "compiles ORM SQL"), ("save", "calls Model.save()")):
+        if calls.get(key):
+            print(f"  NOTE: the write path {what} {calls[key] / count:.2f}x per transition")
     return {
         "transitions": count,
         "wall_s": wall,
         "client_cpu_ms_per_tx": 1000 * cpu / count,
         "ms_per_tx": {label: 1000 * totals.get(key, 0) / count for key, label, _ in STAGES},
+        "calls_per_tx": {label: calls.get(key, 0) / count for key, label, _ in STAGES},
     }
+
+
+def _dollar_placeholders(sql: str) -> str:
+    """Django's `%s` placeholders as PostgreSQL's `$1, $2, …` (for PREPARE)."""
+    n = 0
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal n
+        if m.group(0) == "%%":
+            return "%"
+        n += 1
+        return f"${n}"
+
+    return re.sub(r"%%|%s", sub, sql)
 
 
 def explain_statements(user_id: int, task_ids: list[int], url: str, repeat: int = 7) -> dict:
     """Server-side planning vs execution time of each statement of one wait_on_customer.
 
-    Captures the SQL Django sends (parameters inlined), then runs EXPLAIN (ANALYZE)
-    on each in a transaction that is rolled back; medians of `repeat` runs.
+    Captures the statements and parameters the write path sends, then runs each under
+    EXPLAIN (ANALYZE) in transactions that are rolled back, two ways: planned on every
+    execution (parameters inlined: what runs when nothing is prepared) and prepared,
+    from the 6th execution on (what server_side_binding + prepare_threshold give once
+    a connection is warm). The raw baseline's lock statement is measured the same
+    way. Medians of `repeat` runs; UUID parameters (the event's) are fresh each run.
     """
     import statistics
 
     import psycopg
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    from psycopg import sql as pgsql
 
     runner = DjangoRunner(user_id)
     flipper = Flipper(runner.states(task_ids[:50]))
@@ -835,47 +899,52 @@ def explain_statements(user_id: int, task_ids: list[int], url: str, repeat: int 
         runner.transition(k, t)
         flipper.finished(k, t)
     task_id = flipper.pools[WAIT][0]
-    with CaptureQueriesContext(connection) as q:
-        runner.transition(WAIT, task_id)
-    runner.transition(RESUME, task_id)  # put it back
-    runner.close()
-    statements = [x["sql"] for x in q.captured_queries if x["sql"] not in ("BEGIN", "COMMIT")]
+    sent: list[tuple[str, str, tuple[Any, ...]]] = []
 
-    out: dict[str, dict[str, float]] = {}
-    print("\nserver time per statement of one wait_on_customer (EXPLAIN ANALYZE, median):")
-    print(f"  {'statement':<46}{'planning ms':>12}{'execution ms':>14}")
-    uuid_literal = re.compile(r"'([0-9a-f]{32}|[0-9a-f-]{36})'(::uuid)?")
+    def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append((_short(sql), sql, tuple(params or ())))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):  # BEGIN/COMMIT do not pass through here
+        runner.transition(WAIT, task_id)
+    runner.transition(RESUME, task_id)  # put it back: the guarded UPDATE matches again
+    runner.close()
+    sent.append(("raw: " + _short(LOCK_SQL), LOCK_SQL, (task_id,)))
+
+    def fresh(params: tuple[Any, ...]) -> list[Any]:
+        return [uuid.uuid4() if isinstance(p, uuid.UUID) else p for p in params]
+
+    def explain(conn: Any, statement: str) -> tuple[float, float]:
+        row = conn.execute(f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) {statement}").fetchone()
+        conn.rollback()  # undoes the statement and its row locks; PREPARE survives
+        return row[0][0]["Planning Time"], row[0][0]["Execution Time"]
+
+    def medians(runs: list[tuple[float, float]]) -> dict[str, float]:
+        return {
+            "planning_ms": statistics.median(r[0] for r in runs),
+            "execution_ms": statistics.median(r[1] for r in runs),
+        }
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    print("\nserver time per statement of one wait_on_customer (EXPLAIN ANALYZE, median ms):")
+    print(f"  {'':<46}{'planned each time':>20}{'prepared (6th run on)':>24}")
+    print(f"  {'statement':<46}{'planning':>10}{'execution':>10}{'planning':>12}{'execution':>12}")
     with psycopg.connect(url) as conn:
-        for sql in statements:
-            if "$1" in sql:  # server-side binding: Django does not see the values
-                print(f"  {_short(sql):<46}{'(parameters not inlined; skipped)':>26}")
-                continue
-            sql = uuid_literal.sub("gen_random_uuid()", sql)  # the event's uuid is unique
-            plans, execs = [], []
-            for _ in range(repeat):
-                row = conn.execute(f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) {sql}").fetchone()
-                conn.rollback()
-                plans.append(row[0][0]["Planning Time"])
-                execs.append(row[0][0]["Execution Time"])
-            label = _short(sql)
-            plan_ms, exec_ms = statistics.median(plans), statistics.median(execs)
-            out[label] = {"planning_ms": plan_ms, "execution_ms": exec_ms}
-            print(f"  {label:<46}{plan_ms:>12.3f}{exec_ms:>14.3f}")
-        # The raw baseline's lock statement as psycopg runs it: prepared, so after five
-        # executions PostgreSQL reuses a generic plan instead of planning each time.
-        conn.execute(f"PREPARE bench_lock(bigint) AS {LOCK_SQL.replace('%s', '$1')}")
-        plans, execs = [], []
-        for _ in range(repeat + 5):
-            row = conn.execute(
-                f"EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) EXECUTE bench_lock({int(task_id)})"
-            ).fetchone()
-            conn.rollback()  # PREPARE is not transactional; the row locks are
-            plans.append(row[0][0]["Planning Time"])
-            execs.append(row[0][0]["Execution Time"])
-        plan_ms, exec_ms = statistics.median(plans[5:]), statistics.median(execs[5:])
-        label = "raw: SELECT … FOR NO KEY UPDATE (prepared)"
-        out[label] = {"planning_ms": plan_ms, "execution_ms": exec_ms}
-        print(f"  {label:<46}{plan_ms:>12.3f}{exec_ms:>14.3f}")
+        client = psycopg.ClientCursor(conn)
+        for n, (label, sql, params) in enumerate(sent):
+            planned = [explain(conn, client.mogrify(sql, fresh(params))) for _ in range(repeat)]
+            conn.execute(f"PREPARE bench_{n} AS {_dollar_placeholders(sql)}")
+            conn.commit()
+            prepared = []
+            for _ in range(repeat + 5):  # the first five are custom plans, as in psycopg
+                args = ", ".join(pgsql.Literal(p).as_string(conn) for p in fresh(params))
+                prepared.append(explain(conn, f"EXECUTE bench_{n}({args})"))
+            out[label] = {"planned": medians(planned), "prepared": medians(prepared[5:])}
+            a, b = out[label]["planned"], out[label]["prepared"]
+            print(
+                f"  {label:<46}{a['planning_ms']:>10.3f}{a['execution_ms']:>10.3f}"
+                f"{b['planning_ms']:>12.3f}{b['execution_ms']:>12.3f}"
+            )
     return out
 
 
@@ -955,13 +1024,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--profile-top", type=int, default=30)
     p.add_argument(
-        "--prepared",
-        action="store_true",
-        help="what-if: run the write path with OPTIONS server_side_binding=True and "
-        "prepare_threshold=5, so psycopg prepares repeated statements as it does for the "
-        "raw baseline; not the application's configuration",
-    )
-    p.add_argument(
         "--start-method",
         choices=["spawn", "fork", "forkserver"],
         default="spawn",
@@ -994,9 +1056,10 @@ def print_round_trips(round_trips: dict[str, dict]) -> bool:
         else:
             verdict = "(over)" if over else ""
         counted = f"django {captured}, wire {wire}" if captured is not None else f"wire {wire}"
-        print(f"  {name:<42} {counted:<18} {verdict:<6}")
+        print(f"  {name:<46} {counted:<18} {verdict:<6}")
         print(f"      {' · '.join(r['wire_statements'])}")
-        if captured is not None and r["django_statements"] != r["wire_statements"]:
+        wire_sql = [x.removesuffix(" (prepared)") for x in r["wire_statements"]]
+        if captured is not None and r["django_statements"] != wire_sql:
             print(f"      (Django captured: {' · '.join(r['django_statements'])})")
     return failed
 
@@ -1020,8 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute("ANALYZE")
 
     db_settings = settings.DATABASES["default"]
-    if args.prepared:
-        use_prepared_statements()
+    binding = statement_binding(db_settings)
     db_options = db_settings.get("OPTIONS", {}).get("options", "")
     lock_timeout_ms = (
         int(db_options.split("lock_timeout=")[1]) if "lock_timeout=" in db_options else 0
@@ -1032,7 +1094,6 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "warmup": args.warmup,
         "lock_timeout_ms": lock_timeout_ms,
-        "prepared": args.prepared,
         "start_method": args.start_method,
     }
     facts = server_facts(url)
@@ -1043,7 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
         "django": django.get_version(),
         "psycopg": f"{psycopg.__version__} ({psycopg.pq.__impl__})",
         "debug": settings.DEBUG,
-        "what_if_prepared": args.prepared,
+        "db_options": binding,
         "database": db_name(url),
         **facts,
     }
@@ -1054,11 +1115,7 @@ def main(argv: list[str] | None = None) -> int:
         f" · psycopg {env['psycopg']} · {args.seconds:g}s per phase, {args.rounds} round(s)"
         f"{' · new database' if created else ''}"
     )
-    if args.prepared:
-        print(
-            "WHAT-IF: the write path runs with server_side_binding=True, prepare_threshold=5"
-            " (not the application's settings)"
-        )
+    print(f"write path DB OPTIONS (config/settings.py): {describe_binding(binding)}")
     if env["load_average_before"][0] > 0.5 * (env["cpus"] or 1):
         print("note: the machine is busy; both kinds share the noise, see --rounds")
 

@@ -24,11 +24,14 @@ def _check_database() -> dict[str, object]:
 
 
 def _check_broker() -> dict[str, object]:
+    from django.conf import settings
+
     from config.celery import app
 
     started = time.monotonic()
-    options = app.conf.broker_transport_options or {}
-    if str(app.conf.broker_url).startswith("filesystem://"):
+    url = settings.CELERY_BROKER_URL
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}
+    if url.startswith("filesystem://"):
         # The embedded broker is a folder: reachable means it exists and is writable.
         import os
 
@@ -36,7 +39,7 @@ def _check_broker() -> dict[str, object]:
         if not (folder and os.path.isdir(folder) and os.access(folder, os.W_OK)):
             return {"ok": False, "error": f"broker folder {folder!r} is missing or read-only"}
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(url) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
             transport = conn.transport_cls
     except Exception as exc:

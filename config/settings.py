@@ -149,6 +149,22 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- Onboarding -------------------------------------------------------------
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 30)
+SWEEP_BATCH_SIZE = env_int("SWEEP_BATCH_SIZE", 200)
+SWEEP_TIME_BUDGET_SECONDS = env_int("SWEEP_TIME_BUDGET_SECONDS", 20)
+# A due step no worker has leased this long after its doorbell is dispatched again.
+AUTOMATION_REDISPATCH_SECONDS = env_int("AUTOMATION_REDISPATCH_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "onboarding.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+}
+# Modules whose @automated_step handlers are registered at start-up.
+AUTOMATION_HANDLER_MODULES = env_list("AUTOMATION_HANDLER_MODULES", ["onboarding.handlers"])
+# Demo automation handlers (onboarding/handlers.py): latency and failure rate.
+DEMO_AUTOMATION_LATENCY_MS = env_int("DEMO_AUTOMATION_LATENCY_MS", 400)
+DEMO_AUTOMATION_FAILURE_PERCENT = env_int("DEMO_AUTOMATION_FAILURE_PERCENT", 15)
+CRM_WEBHOOK_URL = env_str("CRM_WEBHOOK_URL", "")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "onboarding@example.com")
 EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 730)
 
 REST_FRAMEWORK = {

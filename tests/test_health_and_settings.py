@@ -30,10 +30,8 @@ def test_health_reports_database_and_broker(client, settings, tmp_path):
 
 
 @pytest.mark.django_db
-def test_health_is_503_when_the_broker_is_unreachable(client, monkeypatch):
-    from config.celery import app
-
-    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+def test_health_is_503_when_the_broker_is_unreachable(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
 
     response = client.get("/health/")
 

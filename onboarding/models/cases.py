@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from onboarding import rules
+from onboarding import clock, rules
 from onboarding.models.playbooks import StepKind
 
 
@@ -160,6 +160,10 @@ def _is_automated(task: Task) -> bool:
     return task.kind == StepKind.AUTOMATED
 
 
+def _is_due(task: Task) -> bool:
+    return task.not_before is None or task.not_before <= clock.now()
+
+
 def _attempts_left(task: Task) -> bool:
     return task.attempts < task.max_attempts
 
@@ -194,6 +198,16 @@ class Task(ConcurrentTransitionMixin, models.Model):
     escalated = models.BooleanField(default=False)
     last_error = models.TextField(blank=True)
     skip_reason = models.TextField(blank=True)
+    # Automation bookkeeping: the database, not the broker, says what is due.
+    not_before = models.DateTimeField(
+        null=True, blank=True, help_text="A scheduled step may not start before this."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A running attempt not finished by then is lost."
+    )
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last time a worker was asked to run it."
+    )
 
     created_at = models.DateTimeField()
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -219,6 +233,17 @@ class Task(ConcurrentTransitionMixin, models.Model):
                 name="task_assignee_state",
             ),
             models.Index(fields=["step_key", "state"], name="task_step_state"),
+            # The sweep reads only the due rows of these two: cost follows what is due.
+            models.Index(
+                fields=["not_before"],
+                condition=models.Q(state="scheduled"),
+                name="task_scheduled_due",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(state="running"),
+                name="task_lease_expiry",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -269,7 +294,7 @@ class Task(ConcurrentTransitionMixin, models.Model):
         field=state,
         source=TaskState.SCHEDULED,
         target=TaskState.RUNNING,
-        conditions=[_case_is_active],
+        conditions=[_case_is_active, _is_due],
         permission=rules.allow(rules.system),
         custom={"event": "Step Started"},
     )
@@ -285,6 +310,7 @@ class Task(ConcurrentTransitionMixin, models.Model):
     )
     def succeed(self) -> None:
         self.last_error = ""
+        self.lease_expires_at = None
 
     @transition(
         field=state,
@@ -295,7 +321,18 @@ class Task(ConcurrentTransitionMixin, models.Model):
         custom={"event": "Step Failed"},
     )
     def fail(self) -> None:
-        pass
+        self.lease_expires_at = None
+
+    @transition(
+        field=state,
+        source=TaskState.RUNNING,
+        target=TaskState.SCHEDULED,
+        conditions=[_attempts_left],
+        permission=rules.allow(rules.system),
+        custom={"event": "Step Lease Expired"},
+    )
+    def expire_lease(self) -> None:
+        self.lease_expires_at = None
 
     # --- human work ----------------------------------------------------------------
 
@@ -340,6 +377,7 @@ class Task(ConcurrentTransitionMixin, models.Model):
     def escalate(self) -> None:
         self.escalated = True
         self.assignee = None
+        self.lease_expires_at = None
 
     @transition(
         field=state,

@@ -121,6 +121,14 @@ class Step(models.Model):
         default=True, help_text="The case completes when every required step is final."
     )
     max_attempts = models.PositiveSmallIntegerField(default=3)
+    retry_backoff_seconds = models.PositiveIntegerField(
+        default=30, help_text="First retry delay; doubles per attempt, with jitter."
+    )
+    retry_backoff_max_seconds = models.PositiveIntegerField(default=3600)
+    lease_seconds = models.PositiveIntegerField(
+        default=300,
+        help_text="How long a worker may run the handler before the attempt counts as lost.",
+    )
 
     class Meta:
         ordering = ["version", "position", "id"]

@@ -7,6 +7,7 @@ from django.db import IntegrityError
 from analytics.recording import record
 from onboarding import clock
 from onboarding.actors import Actor
+from onboarding.automation import dispatch_on_commit
 from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import Account, Case, Playbook, PlaybookVersion, Task
 from onboarding.models.cases import NON_FINAL_TASK_STATES, OPEN_CASE_STATES
@@ -97,6 +98,9 @@ def case_resume(*, case_id: int, actor: Actor) -> Case:
     with atomic_write():
         case = lock_case(case_id)
         apply_transition(case, "resume", actor=actor)
+        # Automation that came due while the case was held runs now.
+        for task_id in case.tasks.filter(state=Task.State.SCHEDULED).values_list("id", flat=True):
+            dispatch_on_commit(task_id)
     return case
 
 

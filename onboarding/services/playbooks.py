@@ -107,6 +107,9 @@ def playbook_version_add_step(
     is_first_value: bool = False,
     required: bool = True,
     max_attempts: int = 3,
+    retry_backoff_seconds: int = 30,
+    retry_backoff_max_seconds: int = 3600,
+    lease_seconds: int = 300,
     description: str = "",
 ) -> Step:
     """Add a step to a draft. `depends_on` are step keys; default: the previous step."""
@@ -138,6 +141,9 @@ def playbook_version_add_step(
             is_first_value=is_first_value,
             required=required,
             max_attempts=max_attempts,
+            retry_backoff_seconds=retry_backoff_seconds,
+            retry_backoff_max_seconds=retry_backoff_max_seconds,
+            lease_seconds=lease_seconds,
         )
         try:
             step.full_clean(exclude=["version", "depends_on"])

@@ -6,12 +6,16 @@ engine advances the case when the task became final.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
 
 from onboarding import clock
 from onboarding.actors import Actor
-from onboarding.errors import InvalidInput
+from onboarding.automation import dispatch_on_commit, retry_delay
+from onboarding.errors import Conflict, InvalidInput
 from onboarding.models import ContextEntry, Queue, Task
+from onboarding.models.cases import TaskState
 from onboarding.services._write import apply_transition, atomic_write, lock_task, required_text
 from onboarding.services.workflow import advance_case
 from onboarding.statements import insert_row
@@ -43,24 +47,40 @@ def _finish(task: Task, actor: Actor) -> Task:
 
 
 def task_start(*, task_id: int, actor: Actor) -> Task:
-    """Lease a scheduled automated task: scheduled → running (attempt += 1)."""
+    """Lease a due automated task: scheduled → running (attempt += 1) until the lease ends."""
     with atomic_write():
         task = lock_task(task_id)
         now = clock.now()
-        changes = {"started_at": task.started_at or now}
         apply_transition(
             task,
             "start",
             actor=actor,
-            changes=changes,
+            changes={
+                "started_at": task.started_at or now,
+                "lease_expires_at": now + timedelta(seconds=task.step.lease_seconds),
+            },
             properties={"attempt": task.attempts + 1},
         )
     return task
 
 
-def task_succeed(*, task_id: int, actor: Actor, summary: str = "") -> Task:
+def _check_attempt(task: Task, attempt: int | None) -> None:
+    # A late outcome from a worker whose lease expired must not overwrite the
+    # attempt that replaced it.
+    if attempt is not None and (task.state != TaskState.RUNNING or task.attempts != attempt):
+        raise Conflict(
+            f"Attempt {attempt} of this step is no longer running.",
+            current_state=task.state,
+            current_attempt=task.attempts,
+        )
+
+
+def task_succeed(
+    *, task_id: int, actor: Actor, summary: str = "", attempt: int | None = None
+) -> Task:
     with atomic_write():
         task = lock_task(task_id)
+        _check_attempt(task, attempt)
         apply_transition(
             task,
             "succeed",
@@ -69,15 +89,30 @@ def task_succeed(*, task_id: int, actor: Actor, summary: str = "") -> Task:
             properties={"completed_by": "automation", "attempt": task.attempts},
         )
         if summary:
-            add_context_entry(task, actor=actor, kind=ContextEntry.Kind.AUTOMATION, body=summary)
+            add_context_entry(
+                task,
+                actor=actor,
+                kind=ContextEntry.Kind.AUTOMATION,
+                body=summary,
+                attempt=task.attempts,
+            )
         return _finish(task, actor)
 
 
-def task_fail(*, task_id: int, actor: Actor, error: str, error_type: str = "Error") -> Task:
-    """Record a failed attempt: retry while attempts remain, else escalate to a human."""
+def task_fail(
+    *,
+    task_id: int,
+    actor: Actor,
+    error: str,
+    error_type: str = "Error",
+    attempt: int | None = None,
+    permanent: bool = False,
+) -> Task:
+    """Record a failed attempt: retry with backoff while attempts remain, else escalate."""
     error = required_text(error, "error")
     with atomic_write():
         task = lock_task(task_id)
+        _check_attempt(task, attempt)
         add_context_entry(
             task,
             actor=actor,
@@ -86,28 +121,83 @@ def task_fail(*, task_id: int, actor: Actor, error: str, error_type: str = "Erro
             attempt=task.attempts,
             error_type=error_type,
         )
-        if task.attempts < task.max_attempts:
-            apply_transition(
-                task,
-                "fail",
-                actor=actor,
-                changes={"last_error": error},
-                properties={"attempt": task.attempts, "error_type": error_type},
-            )
+        if task.attempts < task.max_attempts and not permanent:
+            _reschedule(task, actor, "fail", error=error, error_type=error_type)
         else:
-            exceptions = Queue.objects.filter(is_exceptions=True).first()
-            apply_transition(
-                task,
-                "escalate",
-                actor=actor,
-                changes={"last_error": error, "queue": exceptions or task.queue},
-                properties={
-                    "to_queue": exceptions.key if exceptions else None,
-                    "cause": "attempts_exhausted",
-                    "error_type": error_type,
-                },
+            _escalate_automation(
+                task, actor, cause="attempts_exhausted", error=error, error_type=error_type
             )
     return task
+
+
+def task_expire_lease(*, task_id: int, actor: Actor) -> Task:
+    """The worker running this attempt never reported back: count it as failed."""
+    with atomic_write():
+        task = lock_task(task_id)
+        now = clock.now()
+        if (
+            task.state == TaskState.RUNNING
+            and task.lease_expires_at
+            and task.lease_expires_at > now
+        ):
+            raise Conflict("The lease on this step has not expired yet.", current_state=task.state)
+        error = f"Attempt {task.attempts} lost: no result before its lease expired."
+        if task.state == TaskState.RUNNING:
+            add_context_entry(
+                task,
+                actor=actor,
+                kind=ContextEntry.Kind.ERROR,
+                body=error,
+                attempt=task.attempts,
+                error_type="LeaseExpired",
+            )
+        if task.state != TaskState.RUNNING or task.attempts < task.max_attempts:
+            _reschedule(task, actor, "expire_lease", error=error)
+        else:
+            _escalate_automation(
+                task, actor, cause="lease_expired", error=error, error_type="LeaseExpired"
+            )
+    return task
+
+
+def _reschedule(
+    task: Task, actor: Actor, transition: str, *, error: str, error_type: str | None = None
+) -> None:
+    step = task.step
+    delay = timedelta(
+        seconds=retry_delay(
+            task.attempts, base=step.retry_backoff_seconds, cap=step.retry_backoff_max_seconds
+        )
+    )
+    now = clock.now()
+    properties: dict[str, object] = {"attempt": task.attempts}
+    if error_type is not None:
+        properties["error_type"] = error_type
+    apply_transition(
+        task,
+        transition,
+        actor=actor,
+        changes={"last_error": error, "not_before": now + delay, "dispatched_at": now},
+        properties=properties,
+    )
+    dispatch_on_commit(task.pk, delay=delay)
+
+
+def _escalate_automation(
+    task: Task, actor: Actor, *, cause: str, error: str, error_type: str
+) -> None:
+    exceptions = Queue.objects.filter(is_exceptions=True).first()
+    apply_transition(
+        task,
+        "escalate",
+        actor=actor,
+        changes={"last_error": error, "queue": exceptions or task.queue, "not_before": None},
+        properties={
+            "to_queue": exceptions.key if exceptions else None,
+            "cause": cause,
+            "error_type": error_type,
+        },
+    )
 
 
 # --- human work -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from onboarding import clock
 from onboarding.actors import Actor
+from onboarding.automation import dispatch_on_commit
 from onboarding.models import Case, Step, StepKind, Task
 from onboarding.models.cases import FINAL_TASK_STATES, SATISFIED_TASK_STATES, TaskState
 from onboarding.services._write import apply_transition
@@ -37,16 +38,18 @@ def workflow_actor(cause: Actor) -> Actor:
 
 
 def activate_task(task: Task, *, actor: Actor) -> None:
+    now = clock.now()
     props = {"kind": task.kind}
+    changes = {"activated_at": now}
     if task.queue_id is not None:
         props["queue"] = task.queue.key
+    if task.kind == StepKind.AUTOMATED:
+        changes.update(not_before=now, dispatched_at=now)
     apply_transition(
-        task,
-        _ACTIVATE[StepKind(task.kind)],
-        actor=actor,
-        changes={"activated_at": clock.now()},
-        properties=props,
+        task, _ACTIVATE[StepKind(task.kind)], actor=actor, changes=changes, properties=props
     )
+    if task.kind == StepKind.AUTOMATED:
+        dispatch_on_commit(task.pk)
 
 
 def advance_case(case: Case, *, cause: Actor, tasks: Iterable[Task] | None = None) -> list[Task]:

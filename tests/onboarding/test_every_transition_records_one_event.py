@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from django.db import models, transaction
 
 from analytics.catalog import CATALOG
 from analytics.models import Event
-from onboarding import services
+from onboarding import clock, services
 from onboarding.actors import Actor
 from onboarding.models import Case, Playbook, PlaybookVersion, Queue, Task
 from tests.conftest import act, task_of
@@ -103,6 +104,14 @@ def _started(w: World) -> Task:
     return services.task_start(task_id=task.pk, actor=w.system)
 
 
+def _expire_lease(task: Task, w: World) -> Callable[[], Task]:
+    def perform() -> Task:
+        with clock.travel_to(task.lease_expires_at + timedelta(seconds=1)):
+            return services.task_expire_lease(task_id=task.pk, actor=w.system)
+
+    return perform
+
+
 def _waiting(w: World) -> Task:
     task = _claimed(w)
     return services.task_wait_on_customer(task_id=task.pk, actor=w.agent, reason="asked for logo")
@@ -132,6 +141,7 @@ SCENARIOS: dict[tuple[type[models.Model], str], Scenario] = {
     (Task, "fail"): lambda w: (
         lambda t: lambda: services.task_fail(task_id=t.pk, actor=w.system, error="HTTP 503")
     )(_started(w)),
+    (Task, "expire_lease"): lambda w: _expire_lease(_started(w), w),
     (Task, "escalate"): lambda w: (
         lambda t: lambda: services.task_escalate(task_id=t.pk, actor=w.agent, reason="stuck")
     )(_claimed(w)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from analytics.models import Event
-from onboarding import services
+from onboarding import clock, services
 from onboarding.actors import Actor
 from onboarding.errors import Forbidden, InvalidInput, NotFound, TransitionNotAllowed
 from onboarding.models import Case, Task
@@ -173,7 +173,9 @@ def test_failed_automation_escalates_to_exceptions_queue_when_attempts_run_out(
     )
     case = services.case_open(account=make_account(), playbook=playbook, actor=system)
     task = task_of(case, "crm")
-    for _ in range(2):
+    services.task_start(task_id=task.pk, actor=system)
+    task = services.task_fail(task_id=task.pk, actor=system, error="HTTP 500 from CRM")
+    with clock.travel_to(task.not_before):  # the retry waits out its backoff
         services.task_start(task_id=task.pk, actor=system)
         task = services.task_fail(task_id=task.pk, actor=system, error="HTTP 500 from CRM")
 

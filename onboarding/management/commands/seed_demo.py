@@ -23,6 +23,7 @@ from tqdm import tqdm
 from analytics.models import Event
 from onboarding import clock, demo, services
 from onboarding.actors import Actor
+from onboarding.automation import dispatch_suppressed
 from onboarding.errors import DomainError
 from onboarding.models import Account, Case, Queue, Task
 from onboarding.models.cases import FINAL_TASK_STATES, CaseState, TaskState
@@ -472,11 +473,19 @@ class Command(BaseCommand):
         )
         todo = [s for s in specs if s.external_id not in existing]
         show = not options["no_progress"] and options["verbosity"] > 0 and sys.stderr.isatty()
+        # The seeder plays the worker itself; what it leaves scheduled, the sweep dispatches.
         for spec in tqdm(todo, desc="Demo accounts", unit="account", disable=not show):
             try:
-                self._seed_account(
-                    spec, seed=seed, start=start, end=end, span=span, playbooks=playbooks, cast=cast
-                )
+                with dispatch_suppressed():
+                    self._seed_account(
+                        spec,
+                        seed=seed,
+                        start=start,
+                        end=end,
+                        span=span,
+                        playbooks=playbooks,
+                        cast=cast,
+                    )
             except DomainError as exc:
                 raise CommandError(
                     f"{spec.external_id}: {exc.message} {exc.details or ''}".strip()
