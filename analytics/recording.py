@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from analytics.catalog import get_spec
 from analytics.models import Event
-from onboarding import clock
+from onboarding import clock, frozen
 from onboarding.statements import insert_row
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def build_event(
         case = task.case
     if case is not None and account is None:
         account = case.account
-    version = case.playbook_version if case is not None else None
+    version = frozen.version_facts(case.playbook_version_id) if case is not None else None
     return Event(
         name=spec.name,
         schema_version=spec.version,
@@ -49,7 +49,7 @@ def build_event(
         case=case,
         task=task,
         step_key=task.step_key if task is not None else "",
-        playbook_key=version.playbook.key if version is not None else "",
+        playbook_key=version.playbook_key if version is not None else "",
         playbook_version=version.number if version is not None else None,
         actor_type=actor.type,
         actor_id=actor.id,
@@ -64,9 +64,13 @@ def record(name: str, **kwargs: Any) -> Event:
     return insert_row(build_event(name, **kwargs))
 
 
-def record_playbook_event(name: str, *, actor: Actor, version: Any, **properties: Any) -> Event:
+def build_playbook_event(name: str, *, actor: Actor, version: Any, **properties: Any) -> Event:
     """Events about a playbook version carry its key and number but no case."""
     event = build_event(name, actor=actor, properties=properties)
     event.playbook_key = version.playbook.key
     event.playbook_version = version.number
-    return insert_row(event)
+    return event
+
+
+def record_playbook_event(name: str, *, actor: Actor, version: Any, **properties: Any) -> Event:
+    return insert_row(build_playbook_event(name, actor=actor, version=version, **properties))

@@ -70,34 +70,65 @@ def update_if_state(
     *,
     state_field: models.Field,
     expected_state: str,
+    then_insert: models.Model | None = None,
     using: str = DEFAULT_DB_ALIAS,
 ) -> int:
     """UPDATE the given fields of `obj` only if its state is still `expected_state`.
 
     Returns the number of rows updated: 0 means someone else moved it first (the
     same guard as django-fsm's ConcurrentTransitionMixin, without its extra query).
+    `then_insert` is inserted only when the update happened: on PostgreSQL in the
+    same statement (`WITH moved AS (UPDATE …) INSERT … SELECT … FROM moved`), so a
+    transition and its event are written together or not at all, in one round trip.
     """
     connection = connections[using]
     meta = obj._meta
-    key = (meta.label, connection.vendor, tuple(f.attname for f in fields), state_field.attname)
+    combine = then_insert is not None and connection.vendor == "postgresql"
+    key = (
+        meta.label,
+        connection.vendor,
+        tuple(f.attname for f in fields),
+        state_field.attname,
+        then_insert._meta.label if combine else None,
+    )
     sql = _UPDATE_SQL.get(key)
     if sql is None:
         qn = connection.ops.quote_name
         assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-        sql = _UPDATE_SQL[key] = (
+        sql = (
             f"UPDATE {qn(meta.db_table)} SET {assignments} "
             f"WHERE {qn(meta.pk.column)} = %s AND {qn(state_field.column)} = %s"
         )
+        if combine:
+            insert_sql, _ = _insert_statement(then_insert, connection)
+            columns_and_values = insert_sql.split(" VALUES ", 1)
+            into, values = columns_and_values[0], columns_and_values[1]
+            select = values.split(" RETURNING ", 1)
+            sql = (
+                f"WITH moved AS ({sql} RETURNING 1) {into} "
+                f"SELECT {select[0].strip('()')} FROM moved"
+                + (f" RETURNING {select[1]}" if len(select) > 1 else "")
+            )
+        _UPDATE_SQL[key] = sql
     params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
     params += [obj.pk, expected_state]
+    if combine:
+        params += _insert_params(then_insert, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        if not combine:
+            updated = cursor.rowcount
+        else:
+            row = cursor.fetchone()
+            updated = 0 if row is None else 1
+            if row is not None:
+                _mark_inserted(then_insert, row[0], using)
+    if updated and then_insert is not None and not combine:
+        insert_row(then_insert, using=using)
+    return updated
 
 
-def insert_row(obj: models.Model, *, using: str = DEFAULT_DB_ALIAS) -> models.Model:
-    """INSERT a new row for `obj` with one cached statement and set its primary key."""
-    connection = connections[using]
+def _insert_statement(obj: models.Model, connection: Any) -> tuple[str, list[models.Field]]:
     meta = obj._meta
     key = (meta.label, connection.vendor)
     cached = _INSERT_SQL.get(key)
@@ -110,14 +141,29 @@ def insert_row(obj: models.Model, *, using: str = DEFAULT_DB_ALIAS) -> models.Mo
         if connection.features.can_return_columns_from_insert:
             sql += f" RETURNING {qn(meta.pk.column)}"
         cached = _INSERT_SQL[key] = (sql, fields)
-    sql, fields = cached
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if connection.features.can_return_columns_from_insert:
-            obj.pk = cursor.fetchone()[0]
-        else:
-            obj.pk = cursor.lastrowid
+    return cached
+
+
+def _insert_params(obj: models.Model, connection: Any) -> list[Any]:
+    _, fields = _insert_statement(obj, connection)
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+def _mark_inserted(obj: models.Model, pk: Any, using: str) -> None:
+    obj.pk = pk
     obj._state.adding = False
     obj._state.db = using
+
+
+def insert_row(obj: models.Model, *, using: str = DEFAULT_DB_ALIAS) -> models.Model:
+    """INSERT a new row for `obj` with one cached statement and set its primary key."""
+    connection = connections[using]
+    sql, _ = _insert_statement(obj, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _insert_params(obj, connection))
+        if connection.features.can_return_columns_from_insert:
+            pk = cursor.fetchone()[0]
+        else:
+            pk = cursor.lastrowid
+    _mark_inserted(obj, pk, using)
     return obj

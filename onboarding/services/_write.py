@@ -13,8 +13,8 @@ from typing import Any
 from django.db import OperationalError, models, transaction
 
 from analytics.models import Event
-from analytics.recording import record, record_playbook_event
-from onboarding import clock
+from analytics.recording import build_event, build_playbook_event
+from onboarding import clock, frozen
 from onboarding.actors import Actor
 from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionNotAllowed
 from onboarding.models import Case, PlaybookVersion, Task
@@ -39,9 +39,10 @@ def atomic_write() -> Iterator[None]:
 
 _LOCK_CASE = CompiledQuery(
     lambda: (
-        Case.objects.select_related("account", "playbook_version__playbook")
+        Case.objects.select_related("account")
         .select_for_update(no_key=True, of=("self",))
         .filter(pk=0)
+        .order_by()
     )
 )
 
@@ -68,10 +69,11 @@ def required_text(text: str, what: str) -> str:
 # The hottest statement in the product: compiled once per process.
 _LOCK_TASK = CompiledQuery(
     lambda: (
-        Task.objects.select_related("case__account", "case__playbook_version__playbook", "queue")
+        Task.objects.select_related("case__account", "queue")
         # OF-list order is the order PostgreSQL takes the row locks in.
         .select_for_update(no_key=True, of=("case", "self"))
         .filter(pk=0)
+        .order_by()  # the default ordering would join steps for nothing
     )
 )
 
@@ -84,6 +86,7 @@ def lock_task(task_id: int) -> Task:
         task = None
     if task is None:
         raise NotFound(f"Task {task_id} does not exist.")
+    task.step = frozen.step(task.step_id)  # immutable once published: no join, no query
     return task
 
 
@@ -155,14 +158,6 @@ def apply_transition(
         obj.updated_at = clock.now()
     after = _snapshot(obj)
     changed = [f for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]]
-    # Guarded like ConcurrentTransitionMixin.save(): the row must still be in the
-    # state read under the lock, else nothing is written and no event recorded.
-    if not update_if_state(obj, changed, state_field=field, expected_state=before[field.attname]):
-        raise Conflict(
-            f"This {obj._meta.verbose_name} changed while you were working on it.",
-            transition=name,
-        )
-    obj._update_initial_state()  # later ORM saves of this instance guard on the new state
 
     event_name = transition.custom["event"]
     props = {
@@ -172,7 +167,21 @@ def apply_transition(
         **(properties or {}),
     }
     if isinstance(obj, Task):
-        return record(event_name, actor=actor, task=obj, properties=props)
-    if isinstance(obj, Case):
-        return record(event_name, actor=actor, case=obj, properties=props)
-    return record_playbook_event(event_name, actor=actor, version=obj, **props)
+        event = build_event(event_name, actor=actor, task=obj, properties=props)
+    elif isinstance(obj, Case):
+        event = build_event(event_name, actor=actor, case=obj, properties=props)
+    else:
+        event = build_playbook_event(event_name, actor=actor, version=obj, **props)
+
+    # Guarded like ConcurrentTransitionMixin.save(): the row must still be in the
+    # state read under the lock, else nothing is written and no event recorded.
+    # On PostgreSQL the update and the event insert are one statement.
+    if not update_if_state(
+        obj, changed, state_field=field, expected_state=before[field.attname], then_insert=event
+    ):
+        raise Conflict(
+            f"This {obj._meta.verbose_name} changed while you were working on it.",
+            transition=name,
+        )
+    obj._update_initial_state()  # later ORM saves of this instance guard on the new state
+    return event

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from analytics.models import Event
 from onboarding import services
+from onboarding.errors import Conflict
+from onboarding.models import Task
+from onboarding.services._write import apply_transition, lock_task
 from tests.conftest import act, task_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,5 +40,25 @@ def test_a_simple_transition_takes_at_most_six_round_trips(open_case, agent_a):
         services.task_resume(task_id=task.pk, actor=agent)
 
     statements = [q["sql"].split()[0] for q in ctx.captured_queries]
-    # BEGIN, lock (case+task+account+playbook in one SELECT), UPDATE, INSERT event, COMMIT
-    assert statements == ["BEGIN", "SELECT", "UPDATE", "INSERT", "COMMIT"]
+    # BEGIN, lock (case + task + account in one SELECT), UPDATE+INSERT event, COMMIT
+    assert statements == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+    combined = ctx.captured_queries[2]["sql"]
+    assert 'UPDATE "onboarding_task"' in combined
+    assert 'INSERT INTO "analytics_event"' in combined
+
+
+def test_an_update_that_finds_the_state_moved_writes_no_event(open_case, agent_a):
+    agent = act(agent_a)
+    task = _claimed(open_case, agent)
+    events = Event.objects.count()
+
+    with pytest.raises(Conflict), transaction.atomic():
+        locked = lock_task(task.pk)
+        # a write that bypassed the lock (a raw UPDATE) moved the row meanwhile
+        Task.objects.filter(pk=task.pk).update(assignee=None)
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE onboarding_task SET state = 'queued' WHERE id = %s", [task.pk])
+        apply_transition(locked, "complete", actor=agent, properties={"completed_by": "human"})
+
+    assert Event.objects.count() == events
+    assert Task.objects.get(pk=task.pk).state == "in_progress"
