@@ -703,10 +703,8 @@ STAGES = [  # (key, label, depth) for the stage-timer report
     ("apply", "apply_transition", 1),
     ("check", "check_transition: permission + conditions", 2),
     ("snapshot", "_snapshot before/after", 2),
-    ("update", "update_if_state → guarded UPDATE onboarding_task", 2),
-    ("record", "record → event", 2),
-    ("build_event", "build_event: catalog validation + segmentation", 3),
-    ("event_insert", "insert_row → INSERT analytics_event", 3),
+    ("build_event", "build_event: catalog validation + segmentation", 2),
+    ("update", "update_if_state → WITH moved AS (UPDATE task) INSERT event", 2),
     ("context", "add_context_entry (wait_on_customer only)", 1),
     ("context_insert", "insert_row → INSERT onboarding_contextentry", 2),
     ("commit", "COMMIT (WAL flush)", 1),
@@ -773,7 +771,6 @@ def stage_breakdown(user_id: int, task_ids: list[int], seconds: float) -> dict:
     import django.db.models.sql.compiler as compiler
     from django.db import connections, models
 
-    import analytics.recording as recording
     import onboarding.services._write as write
     import onboarding.services.tasks as tasks
     from onboarding.statements import CompiledQuery
@@ -795,9 +792,7 @@ def stage_breakdown(user_id: int, task_ids: list[int], seconds: float) -> dict:
     timer.wrap(write, "check_transition", "check")
     timer.wrap(write, "_snapshot", "snapshot")
     timer.wrap(write, "update_if_state", "update")
-    timer.wrap(write, "record", "record")
-    timer.wrap(recording, "build_event", "build_event")
-    timer.wrap(recording, "insert_row", "event_insert")
+    timer.wrap(write, "build_event", "build_event")
     timer.wrap(tasks, "add_context_entry", "context")
     timer.wrap(tasks, "insert_row", "context_insert")
     timer.wrap(connection, "_commit", "commit")
