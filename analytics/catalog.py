@@ -215,6 +215,77 @@ CATALOG: dict[str, EventSpec] = {
         _transition("Step Skipped", "A manager or the workflow skipped the step.", **REASON),
         _transition("Step Cancelled", "The step ended because its case ended.", **REASON),
         _transition("Step Reopened", "A finished step was put back in play.", **REASON),
+        # SLA timers
+        EventSpec(
+            "SLA Started",
+            1,
+            "A clock started on a step (or on a whole case: time to live).",
+            {
+                "policy": Prop("string", "Policy key."),
+                "policy_version": Prop("integer", "Policy version the timer keeps."),
+                "kind": Prop("string", "task or case."),
+                "target_seconds": Prop("number", "Business seconds allowed."),
+                "due_at": Prop("datetime", "When it breaches if nothing changes."),
+            },
+        ),
+        _transition(
+            "SLA Paused",
+            "The clock stopped (e.g. waiting on the customer, case on hold).",
+            consumed_seconds=Prop("number", "Business seconds used so far."),
+        ),
+        _transition(
+            "SLA Resumed",
+            "The clock runs again.",
+            due_at=Prop("datetime", "New breach time."),
+        ),
+        EventSpec(
+            "SLA Warning",
+            1,
+            "The clock passed its warning threshold.",
+            {
+                "policy": Prop("string", "Policy key."),
+                "consumed_seconds": Prop("number", "Business seconds used so far."),
+                "target_seconds": Prop("number", "Business seconds allowed."),
+            },
+        ),
+        _transition(
+            "SLA Breached",
+            "The target passed before the work was done.",
+            policy=Prop("string", "Policy key."),
+            target_seconds=Prop("number", "Business seconds allowed."),
+        ),
+        _transition(
+            "SLA Met",
+            "The work was done within the target.",
+            consumed_seconds=Prop("number", "Business seconds used."),
+            target_seconds=Prop("number", "Business seconds allowed."),
+        ),
+        _transition(
+            "SLA Cancelled",
+            "The clock stopped without a verdict (step skipped, case cancelled).",
+            **REASON,
+        ),
+        # signals and reminders
+        EventSpec(
+            "Signal Received",
+            1,
+            "A product signal arrived for an account (stored once per signal id).",
+            {
+                "signal": Prop("string", "Signal name, e.g. Data Source Connected."),
+                "signal_id": Prop("string", "Producer's id (the de-duplication key)."),
+                "completed_tasks": Prop("integer", "Waiting steps it completed."),
+            },
+        ),
+        EventSpec(
+            "Reminder Sent",
+            1,
+            "The customer was nudged about a step waiting on them.",
+            {
+                "kind": Prop("string", "Reminder kind, e.g. signal_nudge."),
+                "window": Prop("integer", "1 for the first reminder, 2 for the next…"),
+                "channel": Prop("string", "email, …"),
+            },
+        ),
         # context log
         EventSpec(
             "Note Added",

@@ -39,6 +39,14 @@ class PlaybookVersion(ConcurrentTransitionMixin, models.Model):
     number = models.PositiveIntegerField()
     state = FSMField(default=State.DRAFT, choices=State.choices, protected=True)
     changelog = models.TextField(blank=True)
+    case_sla_policy = models.ForeignKey(
+        "onboarding.SlaPolicy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Time to live: a clock on the whole case.",
+    )
     created_at = models.DateTimeField()
     published_at = models.DateTimeField(null=True, blank=True)
 
@@ -129,6 +137,20 @@ class Step(models.Model):
         default=300,
         help_text="How long a worker may run the handler before the attempt counts as lost.",
     )
+    sla_policy = models.ForeignKey(
+        "onboarding.SlaPolicy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Clock on this step; empty: the queue's default policy, if any.",
+    )
+    reminder_interval = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="Signal steps: nudge the customer this often while waiting (empty: never).",
+    )
+    max_reminders = models.PositiveSmallIntegerField(default=3)
 
     class Meta:
         ordering = ["version", "position", "id"]

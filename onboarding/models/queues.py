@@ -19,6 +19,14 @@ class Queue(models.Model):
         default=False,
         help_text="Receives automated steps whose attempts are exhausted.",
     )
+    default_sla_policy = models.ForeignKey(
+        "onboarding.SlaPolicy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Clock on steps waiting here that have no policy of their own.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

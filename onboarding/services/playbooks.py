@@ -7,6 +7,7 @@ publishing it; running cases keep the version they started on.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from graphlib import CycleError, TopologicalSorter
 
 from django.db import IntegrityError
@@ -15,7 +16,7 @@ from analytics.recording import record_playbook_event
 from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.errors import Conflict, Forbidden, InvalidInput
-from onboarding.models import Playbook, PlaybookVersion, Queue, Step, StepKind
+from onboarding.models import Playbook, PlaybookVersion, Queue, SlaPolicy, Step, StepKind
 from onboarding.services._write import apply_transition, atomic_write, lock_version
 
 
@@ -110,6 +111,9 @@ def playbook_version_add_step(
     retry_backoff_seconds: int = 30,
     retry_backoff_max_seconds: int = 3600,
     lease_seconds: int = 300,
+    sla_policy: SlaPolicy | None = None,
+    reminder_interval: timedelta | None = None,
+    max_reminders: int = 3,
     description: str = "",
 ) -> Step:
     """Add a step to a draft. `depends_on` are step keys; default: the previous step."""
@@ -144,6 +148,9 @@ def playbook_version_add_step(
             retry_backoff_seconds=retry_backoff_seconds,
             retry_backoff_max_seconds=retry_backoff_max_seconds,
             lease_seconds=lease_seconds,
+            sla_policy=sla_policy,
+            reminder_interval=reminder_interval,
+            max_reminders=max_reminders,
         )
         try:
             step.full_clean(exclude=["version", "depends_on"])
