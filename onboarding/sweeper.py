@@ -21,7 +21,7 @@ from onboarding.actors import Actor
 from onboarding.automation import send_to_worker
 from onboarding.errors import DomainError
 from onboarding.models import Task
-from onboarding.services import task_expire_lease
+from onboarding.services import sla, task_expire_lease
 from onboarding.services._write import atomic_write
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 class SweepReport:
     leases_expired: int = 0
     redispatched: int = 0
+    warned: int = 0
+    breached: int = 0
     skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -55,6 +57,18 @@ _UNDELIVERED = """
     WHERE t.state = 'scheduled' AND t.not_before <= %s AND c.state = 'active'
       AND (t.dispatched_at IS NULL OR t.dispatched_at <= %s)
     ORDER BY t.not_before LIMIT %s"""
+
+
+# Each matches one partial index (timer_warn_due / timer_breach_due) exactly.
+_WARN_DUE = """
+    SELECT t.id FROM onboarding_slatimer t JOIN onboarding_case c ON c.id = t.case_id
+    WHERE t.state = 'running' AND t.warned_at IS NULL AND t.warn_at <= %s
+    ORDER BY t.warn_at LIMIT %s"""
+
+_BREACH_DUE = """
+    SELECT t.id FROM onboarding_slatimer t JOIN onboarding_case c ON c.id = t.case_id
+    WHERE t.state = 'running' AND t.due_at <= %s
+    ORDER BY t.due_at LIMIT %s"""
 
 
 def _ids(sql: str, params: list[object]) -> list[int]:
@@ -92,15 +106,46 @@ def redispatch(now: datetime, batch_size: int, report: SweepReport) -> int:
     return len(ids)
 
 
+def _fire(sql: str, now: datetime, batch_size: int, report: SweepReport) -> int:
+    actor = Actor.system("sla", source="sweeper")
+    with atomic_write():
+        ids = _ids(_locking(sql, "c, t"), [now, batch_size])
+        for timer_id in ids:
+            try:
+                with transaction.atomic():
+                    outcome = sla.breach_overdue(timer_id, actor=actor, now=now)
+            except DomainError as exc:
+                report.skipped += 1
+                log.warning("timer %s not fired: %s", timer_id, exc.message)
+                continue
+            if outcome == "breached":
+                report.breached += 1
+            elif outcome == "warned":
+                report.warned += 1
+            else:
+                report.skipped += 1
+    return len(ids)
+
+
+def fire_warnings(now: datetime, batch_size: int, report: SweepReport) -> int:
+    """Timers past their warning threshold: warn once (a breach due too is handled)."""
+    return _fire(_WARN_DUE, now, batch_size, report)
+
+
+def fire_breaches(now: datetime, batch_size: int, report: SweepReport) -> int:
+    """Timers past their target: breach once and escalate as the policy says."""
+    return _fire(_BREACH_DUE, now, batch_size, report)
+
+
 def sweep(*, now: datetime | None = None, batch_size: int | None = None) -> SweepReport:
     """One pass over everything due; bounded in time so beat runs never pile up."""
     now = now or clock.now()
     batch_size = batch_size or settings.SWEEP_BATCH_SIZE
     deadline = time.monotonic() + settings.SWEEP_TIME_BUDGET_SECONDS
     report = SweepReport()
-    for step in (expire_leases, redispatch):
+    for step in (expire_leases, redispatch, fire_warnings, fire_breaches):
         while step(now, batch_size, report) == batch_size and time.monotonic() < deadline:
             pass
-    if report.leases_expired or report.redispatched:
+    if any(report.as_dict().values()):
         log.info("sweep: %s", report.as_dict())
     return report

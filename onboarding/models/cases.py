@@ -208,6 +208,14 @@ class Task(ConcurrentTransitionMixin, models.Model):
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="Last time a worker was asked to run it."
     )
+    sla_policy = models.ForeignKey(
+        "onboarding.SlaPolicy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Fixed when the step becomes live: the step's policy or its queue's default.",
+    )
 
     created_at = models.DateTimeField()
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -369,7 +377,7 @@ class Task(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         field=state,
-        source=[TaskState.RUNNING, TaskState.IN_PROGRESS, TaskState.WAITING],
+        source=[TaskState.RUNNING, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.WAITING],
         target=TaskState.QUEUED,
         permission=rules.allow(rules.assignee, rules.manager, rules.system),
         custom={"event": "Step Escalated"},

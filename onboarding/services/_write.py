@@ -17,7 +17,7 @@ from analytics.recording import build_event, build_playbook_event
 from onboarding import clock, frozen
 from onboarding.actors import Actor
 from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound, TransitionNotAllowed
-from onboarding.models import Case, PlaybookVersion, Task
+from onboarding.models import Case, PlaybookVersion, SlaTimer, Task
 from onboarding.statements import CompiledQuery, update_if_state
 
 # lock_not_available (lock_timeout), deadlock_detected, serialization_failure
@@ -137,7 +137,7 @@ def check_transition(obj: models.Model, name: str, *, actor: Actor) -> Any:
 
 
 def apply_transition(
-    obj: Case | Task | PlaybookVersion,
+    obj: Case | Task | PlaybookVersion | SlaTimer,
     name: str,
     *,
     actor: Actor,
@@ -170,6 +170,8 @@ def apply_transition(
         event = build_event(event_name, actor=actor, task=obj, properties=props)
     elif isinstance(obj, Case):
         event = build_event(event_name, actor=actor, case=obj, properties=props)
+    elif isinstance(obj, SlaTimer):
+        event = build_event(event_name, actor=actor, case=obj.case, task=obj.task, properties=props)
     else:
         event = build_playbook_event(event_name, actor=actor, version=obj, **props)
 
@@ -184,4 +186,13 @@ def apply_transition(
             transition=name,
         )
     obj._update_initial_state()  # later ORM saves of this instance guard on the new state
+    # Clocks follow what they watch, in the same transaction.
+    if isinstance(obj, Task):
+        from onboarding.services import sla
+
+        sla.on_task_transition(obj, before=before[field.attname], actor=actor)
+    elif isinstance(obj, Case):
+        from onboarding.services import sla
+
+        sla.on_case_transition(obj, actor=actor)
     return event

@@ -11,6 +11,7 @@ from onboarding.automation import dispatch_on_commit
 from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import Account, Case, Playbook, PlaybookVersion, Task
 from onboarding.models.cases import NON_FINAL_TASK_STATES, OPEN_CASE_STATES
+from onboarding.services import sla
 from onboarding.services._write import apply_transition, atomic_write, lock_case, required_text
 from onboarding.services.workflow import advance_case, workflow_actor
 
@@ -66,6 +67,7 @@ def case_open(
                 for step in steps
             )
             record("Case Opened", actor=actor, case=case, properties={"task_count": len(tasks)})
+            sla.on_case_opened(case, actor=actor)
             advance_case(case, cause=actor, tasks=tasks)
     except IntegrityError as exc:
         if "one_open_case_per_account_playbook" in str(exc):

@@ -278,7 +278,12 @@ def task_hand_off(
 
 
 def task_escalate(
-    *, task_id: int, actor: Actor, reason: str, to_queue_id: int | None = None
+    *,
+    task_id: int,
+    actor: Actor,
+    reason: str,
+    to_queue_id: int | None = None,
+    cause: str | None = None,
 ) -> Task:
     reason = required_text(reason, "reason")
     with atomic_write():
@@ -298,7 +303,7 @@ def task_escalate(
             changes={"queue": target, "priority": task.priority + 1},
             properties={
                 "to_queue": target.key,
-                "cause": "system" if actor.is_system else "agent",
+                "cause": cause or ("system" if actor.is_system else "agent"),
             },
         )
         add_context_entry(task, actor=actor, kind=ContextEntry.Kind.NOTE, body=reason)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from onboarding import clock
+from onboarding import clock, frozen
 from onboarding.actors import Actor
 from onboarding.automation import dispatch_on_commit
 from onboarding.models import Case, Step, StepKind, Task
@@ -62,6 +62,7 @@ def advance_case(case: Case, *, cause: Actor, tasks: Iterable[Task] | None = Non
     tasks = list(tasks)
     for task in tasks:
         task.case = case  # share the locked instance: events read it, no re-fetch
+        task.step = frozen.step(task.step_id)
     actor = workflow_actor(cause)
     activated: list[Task] = []
     if case.state == Case.State.ACTIVE:

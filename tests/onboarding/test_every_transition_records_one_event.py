@@ -13,16 +13,23 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.db import models, transaction
+from django_fsm import FSMFieldMixin
 
 from analytics.catalog import CATALOG
 from analytics.models import Event
-from onboarding import clock, services
+from onboarding import clock, services, sweeper
 from onboarding.actors import Actor
-from onboarding.models import Case, Playbook, PlaybookVersion, Queue, Task
+from onboarding.models import Case, Playbook, PlaybookVersion, Queue, SlaPolicy, SlaTimer, Task
 from tests.conftest import act, task_of
 
-FSM_MODELS = (Case, Task, PlaybookVersion)
+# Every model with a django-fsm field: a new state machine cannot be left out.
+FSM_MODELS = tuple(
+    model
+    for model in apps.get_app_config("onboarding").get_models()
+    if any(isinstance(f, FSMFieldMixin) for f in model._meta.concrete_fields)
+)
 
 
 def all_transitions(model: type[models.Model]) -> dict[str, Any]:
@@ -85,6 +92,24 @@ def world(
         "single": make_playbook(
             "single", [{"key": "only", "name": "Only", "kind": "human", "queue": queue}]
         ),
+        "sla": make_playbook(
+            "sla",
+            [
+                {
+                    "key": "watched",
+                    "name": "Watched",
+                    "kind": "human",
+                    "queue": queue,
+                    "sla_policy": SlaPolicy.objects.create(
+                        key="four-hours",
+                        name="4h",
+                        target=timedelta(hours=4),
+                        pause_states=["waiting"],
+                    ),
+                },
+                {"key": "next", "name": "Next", "kind": "human", "queue": queue},
+            ],
+        ),
     }
     return World(system, act(manager), act(agent_a), queue, other_queue, playbooks, make_account)
 
@@ -122,6 +147,25 @@ def _completed_case(w: World) -> Case:
     task = services.task_claim(task_id=task_of(case, "only").pk, actor=w.agent)
     services.task_complete(task_id=task.pk, actor=w.agent)
     return case
+
+
+def _watched(w: World) -> Task:
+    return task_of(w.open("sla"), "watched")
+
+
+def _timer(task: Task) -> SlaTimer:
+    return SlaTimer.objects.get(task=task)
+
+
+def _breach_perform(w: World) -> Callable[[], SlaTimer]:
+    task = _watched(w)
+
+    def perform() -> SlaTimer:
+        with clock.travel_to(_timer(task).due_at + timedelta(seconds=1)):
+            sweeper.sweep()
+        return _timer(task)
+
+    return perform
 
 
 def _draft(w: World) -> PlaybookVersion:
@@ -212,6 +256,35 @@ SCENARIOS: dict[tuple[type[models.Model], str], Scenario] = {
             )
         )
     )(_completed_case(w)),
+    (SlaTimer, "pause"): lambda w: (
+        lambda t: (
+            lambda: (
+                services.task_wait_on_customer(task_id=t.pk, actor=w.agent, reason="x"),
+                _timer(t),
+            )[1]
+        )
+    )(services.task_claim(task_id=_watched(w).pk, actor=w.agent)),
+    (SlaTimer, "resume"): lambda w: (
+        lambda t: lambda: (services.task_resume(task_id=t.pk, actor=w.agent), _timer(t))[1]
+    )(
+        services.task_wait_on_customer(
+            task_id=services.task_claim(task_id=_watched(w).pk, actor=w.agent).pk,
+            actor=w.agent,
+            reason="x",
+        )
+    ),
+    (SlaTimer, "meet"): lambda w: (
+        lambda t: lambda: (services.task_complete(task_id=t.pk, actor=w.agent), _timer(t))[1]
+    )(services.task_claim(task_id=_watched(w).pk, actor=w.agent)),
+    (SlaTimer, "breach"): _breach_perform,
+    (SlaTimer, "cancel"): lambda w: (
+        lambda t: (
+            lambda: (
+                services.task_skip(task_id=t.pk, actor=w.manager, reason="n/a"),
+                _timer(t),
+            )[1]
+        )
+    )(_watched(w)),
     (PlaybookVersion, "publish"): lambda w: (
         lambda v: lambda: services.playbook_version_publish(version=v, actor=w.manager)
     )(_draft(w)),
@@ -242,8 +315,9 @@ def test_every_transition_has_a_scenario_a_permission_and_a_catalog_event() -> N
 
 def _events_for(obj: models.Model, transition: str) -> list[Event]:
     lookup = {
-        Task: {"task_id": obj.pk},
-        Case: {"case_id": obj.pk, "task__isnull": True},
+        Task: {"task_id": obj.pk, "name__startswith": "Step"},
+        Case: {"case_id": obj.pk, "task__isnull": True, "name__startswith": "Case"},
+        SlaTimer: {"task_id": getattr(obj, "task_id", None), "name__startswith": "SLA"},
         PlaybookVersion: {
             "playbook_key": getattr(obj, "playbook", None) and obj.playbook.key,
             "playbook_version": getattr(obj, "number", None),
@@ -281,6 +355,7 @@ def _state_snapshot() -> dict[str, Any]:
         "tasks": sorted(Task.objects.values_list("id", "state", "assignee_id", "queue_id")),
         "cases": sorted(Case.objects.values_list("id", "state")),
         "versions": sorted(PlaybookVersion.objects.values_list("id", "state")),
+        "timers": sorted(SlaTimer.objects.values_list("id", "state")),
     }
 
 
