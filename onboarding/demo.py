@@ -19,7 +19,14 @@ from django.db import transaction
 
 from onboarding import clock, services
 from onboarding.actors import MANAGE_PERM, WORK_PERM, Actor
-from onboarding.models import Playbook, PlaybookVersion, Queue
+from onboarding.models import (
+    BusinessCalendar,
+    CalendarDay,
+    Playbook,
+    PlaybookVersion,
+    Queue,
+    SlaPolicy,
+)
 
 ACCOUNT_PREFIX = "demo-"
 SEED_ACTOR = Actor.system("seed", source="seed")
@@ -159,6 +166,105 @@ def ensure_users(queues: dict[str, Queue]) -> tuple[dict[str, AbstractUser], int
         # Fresh instance: no stale permission cache for the actors built from it.
         users[login.username] = User.objects.get(pk=user.pk)
     return users, created
+
+
+# --- business calendars and SLA policies -----------------------------------------------------
+
+CALENDARS: list[dict[str, Any]] = [
+    {
+        "key": "emea-office",
+        "name": "EMEA office (Berlin)",
+        "tz": "Europe/Berlin",
+        "week": {d: ["09:00-12:30", "13:30-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "country": "DE",
+        "subdivision": "BE",
+    },
+    {
+        "key": "americas-office",
+        "name": "Americas office (New York)",
+        "tz": "America/New_York",
+        "week": {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "country": "US",
+        "subdivision": "",
+    },
+]
+
+# (key, name, target, warn %, calendar key or None for 24/7, pause states, on breach)
+POLICIES: list[tuple[str, str, timedelta, int, str | None, list[str], str]] = [
+    ("first-response", "Human step: 2 business days", timedelta(hours=17), 75, "emea-office",
+     ["waiting"], "escalate"),
+    ("technical-setup", "Technical step: 4 business days", timedelta(hours=34), 75,
+     "americas-office", ["waiting"], "escalate"),
+    ("signal-check-in", "Customer action within 7 days", timedelta(days=7), 70, None, [],
+     "escalate"),
+    ("automation", "Automation within 30 minutes", timedelta(minutes=30), 80, None, [],
+     "notify"),
+    ("exceptions", "Exceptions: 1 business day", timedelta(hours=8.5), 75, "emea-office",
+     ["waiting"], "escalate"),
+    ("self-serve-ttl", "Self-serve live in 21 days", timedelta(days=21), 75, None, [], "notify"),
+    ("enterprise-ttl", "Enterprise live in 45 days", timedelta(days=45), 75, None, [], "notify"),
+]  # fmt: skip
+
+SLA_BY_STEP = {
+    "provision_workspace": "automation",
+    "kickoff_call": "first-response",
+    "onboarding_check_in": "first-response",
+    "training_session": "first-response",
+    "handover_to_csm": "first-response",
+    "technical_setup": "technical-setup",
+    "sso_configuration": "technical-setup",
+    "connect_data_source": "signal-check-in",
+    "build_first_report": "signal-check-in",
+}
+CASE_SLA = {"self-serve": "self-serve-ttl", "enterprise": "enterprise-ttl"}
+REMINDERS = {"connect_data_source": timedelta(days=2), "build_first_report": timedelta(days=3)}
+
+
+def ensure_sla(queues: dict[str, Queue], *, years: tuple[int, ...]) -> int:
+    """Calendars (holidays seeded from the `holidays` package) and policies; idempotent."""
+    created = 0
+    calendars: dict[str, BusinessCalendar] = {}
+    for spec in CALENDARS:
+        calendar, made = BusinessCalendar.objects.get_or_create(key=spec["key"], defaults=spec)
+        calendars[spec["key"]] = calendar
+        created += made
+        if made and calendar.country:
+            names = holiday_names(calendar.country, calendar.subdivision or None, years)
+            CalendarDay.objects.bulk_create(
+                CalendarDay(calendar=calendar, date=day, name=name, source="holidays")
+                for day, name in sorted(names.items())
+            )
+    for key, name, target, warn, calendar_key, pauses, on_breach in POLICIES:
+        _, made = SlaPolicy.objects.get_or_create(
+            key=key,
+            version=1,
+            defaults={
+                "name": name,
+                "target": target,
+                "warn_percent": warn,
+                "calendar": calendars.get(calendar_key) if calendar_key else None,
+                "pause_states": pauses,
+                "on_breach": on_breach,
+            },
+        )
+        created += made
+    exceptions = queues[EXCEPTIONS]
+    if exceptions.default_sla_policy_id is None:
+        exceptions.default_sla_policy = current_policy("exceptions")
+        exceptions.save(update_fields=["default_sla_policy"])
+    return created
+
+
+def holiday_names(country: str, subdivision: str | None, years: tuple[int, ...]) -> dict:
+    import holidays
+
+    return dict(holidays.country_holidays(country, subdiv=subdivision, years=list(years)))
+
+
+def current_policy(key: str | None) -> SlaPolicy | None:
+    if key is None:
+        return None
+    return SlaPolicy.objects.filter(key=key, is_current=True).first()
 
 
 # --- playbooks -----------------------------------------------------------------------------
@@ -367,6 +473,8 @@ def _add_step(version: PlaybookVersion, step: StepDef, queues: dict[str, Queue])
         is_first_value=step.is_first_value,
         required=step.required,
         max_attempts=step.max_attempts,
+        sla_policy=current_policy(SLA_BY_STEP.get(step.key)),
+        reminder_interval=REMINDERS.get(step.key),
         description=step.description,
     )
 
@@ -380,6 +488,8 @@ def _build(definition: PlaybookDef, queues: dict[str, Queue], at: datetime) -> P
             actor=SEED_ACTOR,
         )
     version = playbook.versions.get(number=1)
+    version.case_sla_policy = current_policy(CASE_SLA.get(definition.key))
+    version.save(update_fields=["case_sla_policy"])  # configuration of the draft, not state
     with clock.travel_to(at + timedelta(minutes=20)):
         for step in definition.steps:
             _add_step(version, step, queues)

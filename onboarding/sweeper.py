@@ -21,6 +21,7 @@ from onboarding.actors import Actor
 from onboarding.automation import send_to_worker
 from onboarding.errors import DomainError
 from onboarding.models import Task
+from onboarding.reminders import send_due_reminders
 from onboarding.services import sla, task_expire_lease
 from onboarding.services._write import atomic_write
 
@@ -33,6 +34,7 @@ class SweepReport:
     redispatched: int = 0
     warned: int = 0
     breached: int = 0
+    reminders: int = 0
     skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -137,13 +139,20 @@ def fire_breaches(now: datetime, batch_size: int, report: SweepReport) -> int:
     return _fire(_BREACH_DUE, now, batch_size, report)
 
 
+def remind(now: datetime, batch_size: int, report: SweepReport) -> int:
+    """Nudge customers about signal steps waiting on them (once per window)."""
+    sent = send_due_reminders(now=now, batch_size=batch_size)
+    report.reminders += sent
+    return sent
+
+
 def sweep(*, now: datetime | None = None, batch_size: int | None = None) -> SweepReport:
     """One pass over everything due; bounded in time so beat runs never pile up."""
     now = now or clock.now()
     batch_size = batch_size or settings.SWEEP_BATCH_SIZE
     deadline = time.monotonic() + settings.SWEEP_TIME_BUDGET_SECONDS
     report = SweepReport()
-    for step in (expire_leases, redispatch, fire_warnings, fire_breaches):
+    for step in (expire_leases, redispatch, fire_warnings, fire_breaches, remind):
         while step(now, batch_size, report) == batch_size and time.monotonic() < deadline:
             pass
     if any(report.as_dict().values()):

@@ -13,4 +13,4 @@ Rules this module keeps:
   permission, the same rule the services apply.
 """
 
-from onboarding.admin import accounts, cases, playbooks  # noqa: F401  (registers the admins)
+from onboarding.admin import accounts, cases, playbooks, signals, sla  # noqa: F401  (registers the admins)

@@ -252,6 +252,11 @@ class Task(ConcurrentTransitionMixin, models.Model):
                 condition=models.Q(state="running"),
                 name="task_lease_expiry",
             ),
+            models.Index(
+                fields=["activated_at"],
+                condition=models.Q(state="waiting", kind="signal"),
+                name="task_awaiting_signal",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -58,6 +58,7 @@ def playbook_draft_new_version(
                 playbook=playbook,
                 number=(base.number + 1) if base else 1,
                 changelog=changelog,
+                case_sla_policy=base.case_sla_policy if base else None,
                 created_at=clock.now(),
             )
             if base is not None:

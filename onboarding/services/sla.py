@@ -199,7 +199,7 @@ def on_task_transition(task: Task, *, before: str, actor: Actor) -> None:
     """Called by the write path after every task transition."""
     after = task.state
     actor = _clock_actor(actor)
-    if before == TaskState.PENDING and after != TaskState.PENDING:
+    if before == TaskState.PENDING and after in CATEGORY:  # became live: start its clock
         policy_id = _policy_id_for(task)
         if policy_id is None:
             return

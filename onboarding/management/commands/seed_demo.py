@@ -25,10 +25,12 @@ from onboarding import clock, demo, services
 from onboarding.actors import Actor
 from onboarding.automation import dispatch_suppressed
 from onboarding.errors import DomainError
-from onboarding.models import Account, Case, Queue, Task
+from onboarding.models import Account, Case, Queue, SlaTimer, Task
 from onboarding.models.cases import FINAL_TASK_STATES, CaseState, TaskState
+from onboarding.services import sla
 
 AUTOMATION = Actor.system("automation", source="seed")
+SWEEPER = Actor.system("sla", source="seed")
 PRODUCT = Actor.system("product", source="seed")
 
 # A script is a generator of (delay, action): the walker runs each action at its time.
@@ -182,6 +184,7 @@ class CaseWalker:
         self.tasks: dict[int, TaskRow] = {}
         self.scripted: set[int] = set()
         self.case_state = case.state
+        self.current: dict[int, Script] = {}  # the live script of each task
         self.hold_started: datetime | None = None
         self.resume_at: datetime | None = None
 
@@ -194,6 +197,13 @@ class CaseWalker:
             due, _, task_id, script, action = heapq.heappop(self.agenda)
             if due > self.end:
                 break
+            self._fire_timers(min(due, self.end))
+            if (
+                task_id is not None
+                and script is not None
+                and self.current.get(task_id) is not script
+            ):
+                continue  # an SLA escalation replaced this task's script
             if task_id is not None:
                 if self.case_state in (CaseState.COMPLETED, CaseState.CANCELLED):
                     continue
@@ -214,6 +224,31 @@ class CaseWalker:
             self._refresh()
             if script is not None:
                 self._next(script, task_id, at)
+
+    def _fire_timers(self, until: datetime) -> None:
+        """Do the sweep's job for this case up to `until`, each at its own moment."""
+        while True:
+            moments = []
+            for timer in SlaTimer.objects.filter(case_id=self.case_id, state="running"):
+                if timer.warned_at is None and timer.warn_at and timer.warn_at <= until:
+                    moments.append((timer.warn_at, timer.pk))
+                elif timer.due_at and timer.due_at <= until:
+                    moments.append((timer.due_at, timer.pk))
+            if not moments:
+                return
+            moment, timer_id = min(moments)
+            at = max(moment, self.now)
+            with clock.travel_to(at):
+                sla.breach_overdue(timer_id, actor=SWEEPER, now=at)
+            self.now = at
+            escalated_before = {t for t, row in self.tasks.items() if row.state == TaskState.QUEUED}
+            self._refresh()
+            for task_id, row in self.tasks.items():
+                if row.state == TaskState.QUEUED and task_id not in escalated_before:
+                    # the breach sent it (back) to a queue: someone picks it up from there
+                    script = self._human(task_id, can_wait=row.kind == "human")
+                    self.current[task_id] = script
+                    self._next(script, task_id, at)
 
     def _push(
         self, at: datetime, task_id: int | None, script: Script | None, action: Action
@@ -240,7 +275,9 @@ class CaseWalker:
                 continue
             self.scripted.add(task_id)
             if row.state not in FINAL_TASK_STATES:
-                self._next(self._script(task_id, row), task_id, self.now)
+                script = self._script(task_id, row)
+                self.current[task_id] = script
+                self._next(script, task_id, self.now)
 
     # --- the case's fate: most run their course, a few are held or cancelled ------------
 
@@ -331,7 +368,7 @@ class CaseWalker:
             self._as_assignee(services.task_complete, task_id, note=fix),
         )
 
-    def _human(self, task_id: int) -> Script:
+    def _human(self, task_id: int, *, can_wait: bool = True) -> Script:
         """Claim; maybe a note, one hand-off, a wait on the customer; complete."""
         rng = self.rng
         handed_off = False
@@ -346,7 +383,7 @@ class CaseWalker:
                 handed_off = True
                 yield hours(rng.uniform(0.5, 6)), partial(self._hand_off, task_id)
                 continue
-            if rng.random() < 0.2:
+            if can_wait and rng.random() < 0.2:
                 wait = self._as_assignee(
                     services.task_wait_on_customer, task_id, reason=rng.choice(WAIT_REASONS)
                 )
@@ -460,6 +497,7 @@ class Command(BaseCommand):
         queues, queues_created = demo.ensure_queues()
         groups_created = demo.ensure_groups()
         users, users_created = demo.ensure_users(queues)
+        sla_created = demo.ensure_sla(queues, years=tuple(range(start.year - 1, end.year + 2)))
         playbooks = demo.ensure_playbooks(
             queues, start=start - days(2), v2_at=end - days(round(span * 0.35))
         )
@@ -496,6 +534,7 @@ class Command(BaseCommand):
             "groups": groups_created,
             "users": users_created,
             "playbooks": playbooks.created,
+            "calendars and SLA policies": sla_created,
             "accounts": len(todo),
         }
         self._report(created, len(existing), Event.objects.count() - events_before)
