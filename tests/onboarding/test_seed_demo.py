@@ -20,6 +20,7 @@ from analytics.catalog import CATALOG
 from analytics.models import Event
 from onboarding.actors import MANAGE_PERM, WORK_PERM
 from onboarding.demo import LOGINS
+from onboarding.management.commands.seed_demo import LIVE_CASES
 from onboarding.models import Account, Case, Playbook, Queue, Task
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -69,8 +70,9 @@ def test_seed_demo_on_a_fresh_sqlite_file_is_idempotent(tmp_path: Path) -> None:
     second = _manage("seed_demo", "--accounts", "20", env=env)
     after_second = _counts(db_path)
 
-    assert after_first["onboarding_account"] == 20
-    assert after_first["onboarding_case"] == 20
+    # 20 accounts with histories, and the live cases opened now for the worker
+    assert after_first["onboarding_account"] == 20 + LIVE_CASES
+    assert after_first["onboarding_case"] == 20 + LIVE_CASES
     assert after_first["analytics_event"] > 20 * 5
     assert after_second == after_first
     assert "Created" in first.stdout
@@ -91,8 +93,20 @@ def seeded(settings: object) -> str:
     # A fast hasher: the demo logins' passwords are hashed once each.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
     out = StringIO()
-    seed_demo(accounts=15, stdout=out)
+    seed_demo(accounts=15, live=0, stdout=out)
     return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_live_cases_are_left_to_the_worker(settings: object) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+    seed_demo(accounts=2, live=3, stdout=StringIO())
+
+    live = Case.objects.filter(account__external_id__startswith="demo-live-")
+    assert live.count() == 3
+    scheduled = Task.objects.filter(case__in=live, state="scheduled")
+    assert scheduled.count() >= 3  # provisioning waits for a worker, dispatched on commit
+    assert all(t.dispatched_at is not None for t in scheduled)
 
 
 @pytest.mark.django_db
@@ -190,7 +204,7 @@ def test_each_case_history_moves_forward_in_time(seeded: str) -> None:
 def test_running_seed_demo_again_creates_nothing(seeded: str) -> None:
     before = (Account.objects.count(), Case.objects.count(), Event.objects.count())
     out = StringIO()
-    seed_demo(accounts=15, stdout=out)
+    seed_demo(accounts=15, live=0, stdout=out)
 
     assert (Account.objects.count(), Case.objects.count(), Event.objects.count()) == before
     assert "already exists" in out.getvalue()

@@ -31,6 +31,7 @@ from onboarding.services import sla
 
 AUTOMATION = Actor.system("automation", source="seed")
 SWEEPER = Actor.system("sla", source="seed")
+LIVE_CASES = 6
 PRODUCT = Actor.system("product", source="seed")
 
 # A script is a generator of (delay, action): the walker runs each action at its time.
@@ -475,6 +476,12 @@ class Command(BaseCommand):
             "--no-progress", action="store_true", help="Do not show the progress bar."
         )
         parser.add_argument(
+            "--live",
+            type=int,
+            default=LIVE_CASES,
+            help=f"Cases opened now and left to the worker ({LIVE_CASES}).",
+        )
+        parser.add_argument(
             "--allow-without-debug",
             action="store_true",
             help="Seed even though DEBUG is off (the demo logins have published passwords).",
@@ -536,10 +543,33 @@ class Command(BaseCommand):
             "playbooks": playbooks.created,
             "calendars and SLA policies": sla_created,
             "accounts": len(todo),
+            "live cases": self._open_live_cases(playbooks, count=max(options["live"], 0)),
         }
         self._report(created, len(existing), Event.objects.count() - events_before)
 
     # --- pieces ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _open_live_cases(playbooks: Any, *, count: int) -> int:
+        """Cases opened just now and left to the running worker: the demo moves by itself."""
+        opened = 0
+        for n in range(1, count + 1):
+            external_id = f"{demo.ACCOUNT_PREFIX}live-{n:02d}"
+            if Account.objects.filter(external_id=external_id).exists():
+                continue
+            account, _ = services.account_upsert(
+                external_id=external_id,
+                actor=demo.SEED_ACTOR,
+                name=f"Live Demo {n:02d}",
+                plan="enterprise" if n % 3 == 0 else "growth",
+                segment="mid-market",
+                region=("emea", "na", "apac")[n % 3],
+                channel="sales" if n % 3 == 0 else "self-serve",
+            )
+            playbook = playbooks.enterprise if n % 3 == 0 else playbooks.self_serve
+            services.case_open(account=account, playbook=playbook, actor=demo.SEED_ACTOR)
+            opened += 1
+        return opened
 
     @staticmethod
     def _cast(users: dict[str, Any], queues: dict[str, Queue]) -> Cast:
