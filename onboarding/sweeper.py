@@ -112,10 +112,13 @@ def _fire(sql: str, now: datetime, batch_size: int, report: SweepReport) -> int:
     actor = Actor.system("sla", source="sweeper")
     with atomic_write():
         ids = _ids(_locking(sql, "c, t"), [now, batch_size])
+        timers = sla.load_timers(ids)
         for timer_id in ids:
             try:
-                with transaction.atomic():
-                    outcome = sla.breach_overdue(timer_id, actor=actor, now=now)
+                with transaction.atomic():  # one bad timer must not undo the batch
+                    outcome = sla.breach_overdue(
+                        timer_id, actor=actor, now=now, timer=timers[timer_id]
+                    )
             except DomainError as exc:
                 report.skipped += 1
                 log.warning("timer %s not fired: %s", timer_id, exc.message)

@@ -78,15 +78,23 @@ def _schedule(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> None:
         timer.warn_at = bizcal.add_business(now, warn_left, cal) if warn_left > 0 else now
 
 
-def _close_segment(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> None:
-    """Account the open segment: to its category always, to the target if counting."""
+def _segment_closed(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> dict[str, object]:
+    """The timer's bookkeeping with the open segment accounted: to its category always,
+    to the target while the clock counts."""
     seconds = _business(timer.segment_started_at, now, calendar_of(policy))
     attribution = dict(timer.attribution)
     attribution[timer.segment_category] = attribution.get(timer.segment_category, 0.0) + seconds
-    timer.attribution = attribution
-    if timer.state in (TimerState.RUNNING, TimerState.BREACHED):
-        timer.consumed_seconds += seconds
-    timer.segment_started_at = now
+    counting = timer.state in (TimerState.RUNNING, TimerState.BREACHED)
+    return {
+        "attribution": attribution,
+        "consumed_seconds": timer.consumed_seconds + (seconds if counting else 0.0),
+        "segment_started_at": now,
+    }
+
+
+def _close_segment(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> None:
+    for field, value in _segment_closed(timer, policy, now).items():
+        setattr(timer, field, value)
 
 
 def _paused(policy: SlaPolicy, task_state: str | None, case_state: str) -> bool:
@@ -327,15 +335,12 @@ def timer_breach(timer: SlaTimer, *, actor: Actor) -> None:
 
     policy = timer.policy
     now = clock.now()
-    _close_segment(timer, policy, now)
-    _save_bookkeeping(
-        timer, "attribution", "consumed_seconds", "segment_started_at", "segment_category"
-    )
+    # One statement: the bookkeeping rides on the guarded state change with its event.
     apply_transition(
         timer,
         "breach",
         actor=actor,
-        changes={"breached_at": now},
+        changes={"breached_at": now, **_segment_closed(timer, policy, now)},
         properties={"policy": policy.key, "target_seconds": policy.target.total_seconds()},
     )
     task = timer.task
@@ -357,11 +362,21 @@ def timer_breach(timer: SlaTimer, *, actor: Actor) -> None:
             log.warning("breached task %s not escalated: %s", task.pk, exc.message)
 
 
-def breach_overdue(timer_id: int, *, actor: Actor, now: datetime | None = None) -> str:
+def load_timers(timer_ids: list[int]) -> dict[int, SlaTimer]:
+    """The timers with what their events need, in one query (for a sweep batch)."""
+    timers = SlaTimer.objects.select_related("policy", "case__account", "task").in_bulk(timer_ids)
+    for timer in timers.values():
+        if timer.task is not None:
+            timer.task.case = timer.case
+    return timers
+
+
+def breach_overdue(
+    timer_id: int, *, actor: Actor, now: datetime | None = None, timer: SlaTimer | None = None
+) -> str:
     """Warn and/or breach one timer the sweep found due (the caller holds its lock)."""
-    timer = SlaTimer.objects.select_related("policy", "case__account", "task").get(pk=timer_id)
-    if timer.task is not None:
-        timer.task.case = timer.case
+    if timer is None:
+        timer = load_timers([timer_id])[timer_id]
     now = now or clock.now()
     if timer.state != TimerState.RUNNING:
         return "skipped"
