@@ -224,6 +224,16 @@ def task_release(*, task_id: int, actor: Actor, reason: str = "") -> Task:
     return task
 
 
+def _queue_or_current(task: Task, queue_id: int | None) -> Queue | None:
+    """The queue asked for (which must exist), else the task's own."""
+    if queue_id is None:
+        return task.queue
+    queue = Queue.objects.filter(pk=queue_id).first()
+    if queue is None:
+        raise InvalidInput(f"Queue {queue_id} does not exist.", field="to_queue")
+    return queue
+
+
 def task_hand_off(
     *,
     task_id: int,
@@ -238,11 +248,7 @@ def task_hand_off(
         raise InvalidInput("Hand off to a queue, an agent, or both.", field="to_queue")
     with atomic_write():
         task = lock_task(task_id)
-        target = task.queue
-        if to_queue_id is not None:
-            target = Queue.objects.filter(pk=to_queue_id).first()
-            if target is None:
-                raise InvalidInput(f"Queue {to_queue_id} does not exist.", field="to_queue")
+        target = _queue_or_current(task, to_queue_id)
         if target is None:
             raise InvalidInput("Choose the queue to hand the task to.", field="to_queue")
         assignee = None
@@ -288,11 +294,7 @@ def task_escalate(
     reason = required_text(reason, "reason")
     with atomic_write():
         task = lock_task(task_id)
-        target = task.queue
-        if to_queue_id is not None:
-            target = Queue.objects.filter(pk=to_queue_id).first()
-            if target is None:
-                raise InvalidInput(f"Queue {to_queue_id} does not exist.", field="to_queue")
+        target = _queue_or_current(task, to_queue_id)
         target = target or Queue.objects.filter(is_exceptions=True).first()
         if target is None:
             raise InvalidInput("There is no queue to escalate this task to.", field="to_queue")
