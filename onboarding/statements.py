@@ -167,3 +167,14 @@ def insert_row(obj: models.Model, *, using: str = DEFAULT_DB_ALIAS) -> models.Mo
             pk = cursor.lastrowid
     _mark_inserted(obj, pk, using)
     return obj
+
+
+def skip_locked(sql: str, of: str, *, using: str = DEFAULT_DB_ALIAS) -> str:
+    """`sql` + `FOR NO KEY UPDATE OF … SKIP LOCKED` where the database has row locks.
+
+    SQLite has none (its writers are serialized); PostgreSQL skips rows another
+    transaction holds, never waiting on them.
+    """
+    if connections[using].features.has_select_for_update_skip_locked:
+        return f"{sql} FOR NO KEY UPDATE OF {of} SKIP LOCKED"
+    return sql

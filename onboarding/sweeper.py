@@ -24,6 +24,7 @@ from onboarding.models import Task
 from onboarding.reminders import send_due_reminders
 from onboarding.services import sla, task_expire_lease
 from onboarding.services._write import atomic_write
+from onboarding.statements import skip_locked
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ class SweepReport:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def _locking(sql: str, of: str) -> str:
-    # SQLite has no row locks (its writers are serialized); PostgreSQL skips rows
-    # another sweeper or a service holds, never waiting on them.
-    if connection.features.has_select_for_update_skip_locked:
-        return f"{sql} FOR NO KEY UPDATE OF {of} SKIP LOCKED"
-    return sql
 
 
 _EXPIRED_LEASES = """
@@ -83,7 +76,7 @@ def expire_leases(now: datetime, batch_size: int, report: SweepReport) -> int:
     """Attempts whose worker never reported back are failed (and retried or escalated)."""
     actor = Actor.system("sweeper", source="sweeper")
     with atomic_write():
-        ids = _ids(_locking(_EXPIRED_LEASES, "c, t"), [now, batch_size])
+        ids = _ids(skip_locked(_EXPIRED_LEASES, "c, t"), [now, batch_size])
         for task_id in ids:
             try:
                 with transaction.atomic():  # one bad row must not undo the batch
@@ -99,7 +92,7 @@ def redispatch(now: datetime, batch_size: int, report: SweepReport) -> int:
     """Due scheduled steps no worker has leased: ring the doorbell again."""
     grace = timedelta(seconds=settings.AUTOMATION_REDISPATCH_SECONDS)
     with atomic_write():
-        ids = _ids(_locking(_UNDELIVERED, "t"), [now - grace, now - grace, batch_size])
+        ids = _ids(skip_locked(_UNDELIVERED, "t"), [now - grace, now - grace, batch_size])
         if ids:
             Task.objects.filter(pk__in=ids).update(dispatched_at=now)  # bookkeeping, not state
             for task_id in ids:
@@ -111,7 +104,7 @@ def redispatch(now: datetime, batch_size: int, report: SweepReport) -> int:
 def _fire(sql: str, now: datetime, batch_size: int, report: SweepReport) -> int:
     actor = Actor.system("sla", source="sweeper")
     with atomic_write():
-        ids = _ids(_locking(sql, "c, t"), [now, batch_size])
+        ids = _ids(skip_locked(sql, "c, t"), [now, batch_size])
         timers = sla.load_timers(ids)
         for timer_id in ids:
             try:

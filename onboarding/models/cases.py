@@ -208,6 +208,11 @@ class Task(ConcurrentTransitionMixin, models.Model):
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="Last time a worker was asked to run it."
     )
+    sla_due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the step's running SLA clock breaches (empty: no clock, or paused).",
+    )
     sla_policy = models.ForeignKey(
         "onboarding.SlaPolicy",
         on_delete=models.PROTECT,
@@ -230,10 +235,12 @@ class Task(ConcurrentTransitionMixin, models.Model):
         ]
         indexes = [
             # Claim-next reads the head of this index for one queue.
+            # Claim-next reads the head of this index for one queue: SLA due soonest,
+            # then priority, then age.
             models.Index(
-                fields=["queue", "-priority", "activated_at"],
+                fields=["queue", "sla_due_at", "-priority", "activated_at"],
                 condition=models.Q(state="queued"),
-                name="task_queued_by_urgency",
+                name="task_claim_order",
             ),
             models.Index(
                 fields=["assignee", "state"],

@@ -18,6 +18,7 @@ from onboarding.services.playbooks import (
 )
 from onboarding.services.tasks import (
     task_claim,
+    task_claim_next,
     task_complete,
     task_complete_by_signal,
     task_escalate,
@@ -46,6 +47,7 @@ __all__ = [
     "playbook_version_publish",
     "playbook_version_retire",
     "task_claim",
+    "task_claim_next",
     "task_complete",
     "task_complete_by_signal",
     "task_escalate",

@@ -161,6 +161,12 @@ def _save_bookkeeping(timer: SlaTimer, *fields: str) -> None:
     SlaTimer.objects.filter(pk=timer.pk).update(**{f: getattr(timer, f) for f in fields})
 
 
+def _mirror_due(timer: SlaTimer, due_at: datetime | None) -> None:
+    # Claim-next orders queued work by it through an index on the task row.
+    if timer.task_id is not None:
+        Task.objects.filter(pk=timer.task_id).update(sla_due_at=due_at)
+
+
 def _follow(
     timer: SlaTimer, *, category: str, paused: bool, stop: str | None, actor: Actor
 ) -> None:
@@ -174,6 +180,7 @@ def _follow(
         timer.stopped_at = now
         fields.append("stopped_at")
         _save_bookkeeping(timer, *fields)
+        _mirror_due(timer, None)
         if timer.state == TimerState.BREACHED:
             return  # the verdict stands; the final numbers are on the row
         if stop == "meet":
@@ -189,10 +196,12 @@ def _follow(
         return
     if timer.state == TimerState.RUNNING and paused:
         _save_bookkeeping(timer, *fields)
+        _mirror_due(timer, None)
         _transition(timer, "pause", actor, consumed_seconds=round(timer.consumed_seconds, 3))
     elif timer.state == TimerState.PAUSED and not paused:
         _schedule(timer, policy, now)
         _save_bookkeeping(timer, *fields, "due_at", "warn_at")
+        _mirror_due(timer, timer.due_at)
         _transition(timer, "resume", actor, due_at=timer.due_at)
     else:
         _save_bookkeeping(timer, *fields)
@@ -211,10 +220,8 @@ def on_task_transition(task: Task, *, before: str, actor: Actor) -> None:
         policy_id = _policy_id_for(task)
         if policy_id is None:
             return
-        Task.objects.filter(pk=task.pk).update(sla_policy_id=policy_id)
-        task.sla_policy_id = policy_id
         policy = _policy(policy_id)
-        _start(
+        timer = _start(
             case=task.case,
             task=task,
             policy=policy,
@@ -222,6 +229,9 @@ def on_task_transition(task: Task, *, before: str, actor: Actor) -> None:
             paused=_paused(policy, after, task.case.state),
             actor=actor,
         )
+        due = timer.due_at if timer.state == TimerState.RUNNING else None
+        Task.objects.filter(pk=task.pk).update(sla_policy_id=policy_id, sla_due_at=due)
+        task.sla_policy_id, task.sla_due_at = policy_id, due
         return
     if task.sla_policy_id is None:
         return

@@ -9,16 +9,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.automation import dispatch_on_commit, retry_delay
-from onboarding.errors import Conflict, InvalidInput
+from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import ContextEntry, Queue, Task
 from onboarding.models.cases import TaskState
 from onboarding.services._write import apply_transition, atomic_write, lock_task, required_text
 from onboarding.services.workflow import advance_case
-from onboarding.statements import insert_row
+from onboarding.statements import insert_row, skip_locked
 
 
 def add_context_entry(
@@ -205,15 +206,47 @@ def _escalate_automation(
 
 def task_claim(*, task_id: int, actor: Actor) -> Task:
     with atomic_write():
-        task = lock_task(task_id)
-        now = clock.now()
-        apply_transition(
-            task,
-            "claim",
-            actor=actor,
-            changes={"assignee": actor.user, "started_at": task.started_at or now},
-        )
+        return _claim(lock_task(task_id), actor)
+
+
+def _claim(task: Task, actor: Actor) -> Task:
+    apply_transition(
+        task,
+        "claim",
+        actor=actor,
+        changes={"assignee": actor.user, "started_at": task.started_at or clock.now()},
+    )
     return task
+
+
+# Rides the task_claim_order index; SKIP LOCKED: two agents never get the same task
+# and never wait on each other.
+_NEXT_IN_QUEUE = """
+    SELECT t.id FROM onboarding_task t JOIN onboarding_case c ON c.id = t.case_id
+    WHERE t.queue_id = %s AND t.state = 'queued' AND c.state = 'active'
+      AND (t.assignee_id IS NULL OR t.assignee_id = %s)
+    ORDER BY t.sla_due_at ASC NULLS LAST, t.priority DESC, t.activated_at ASC
+    LIMIT 1"""
+
+
+def task_claim_next(*, queue_id: int, actor: Actor) -> Task | None:
+    """Claim the most urgent task of a queue (SLA due soonest, then priority, then age).
+
+    Returns None when nothing is claimable. Tasks reserved for another agent by a
+    hand-off, and tasks of held cases, are passed over.
+    """
+    queue = Queue.objects.filter(pk=queue_id).first()
+    if queue is None:
+        raise NotFound(f"Queue {queue_id} does not exist.")
+    if not (actor.is_manager or (actor.is_agent and queue.pk in actor.queue_ids)):
+        raise Forbidden(f"{actor} does not work the {queue.name} queue.")
+    user_id = actor.user.pk if actor.user is not None else None
+    with atomic_write(), connection.cursor() as cursor:
+        cursor.execute(skip_locked(_NEXT_IN_QUEUE, "c, t"), [queue.pk, user_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return _claim(lock_task(row[0]), actor)  # rows already ours: no wait
 
 
 def task_release(*, task_id: int, actor: Actor, reason: str = "") -> Task:
