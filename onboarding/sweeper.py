@@ -19,10 +19,11 @@ from django.db import connection, transaction
 from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.automation import send_to_worker
+from onboarding.calendar import business_between
 from onboarding.errors import DomainError
-from onboarding.models import Task
+from onboarding.models import Queue, Task
 from onboarding.reminders import send_due_reminders
-from onboarding.services import sla, task_expire_lease
+from onboarding.services import sla, task_expire_lease, task_release
 from onboarding.services._write import atomic_write
 from onboarding.statements import skip_locked
 
@@ -36,6 +37,7 @@ class SweepReport:
     warned: int = 0
     breached: int = 0
     reminders: int = 0
+    claims_released: int = 0
     skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -135,6 +137,58 @@ def fire_breaches(now: datetime, batch_size: int, report: SweepReport) -> int:
     return _fire(_BREACH_DUE, now, batch_size, report)
 
 
+# Wall-clock idleness is a necessary condition (business time never runs faster), so
+# the index narrows the candidates and the calendar decides.
+_IDLE_CLAIMS = """
+    SELECT t.id FROM onboarding_task t
+    JOIN onboarding_case c ON c.id = t.case_id
+    JOIN onboarding_queue q ON q.id = t.queue_id
+    WHERE t.state = 'in_progress' AND q.claim_timeout_minutes IS NOT NULL
+      AND t.updated_at <= %s AND t.id > %s
+    ORDER BY t.id LIMIT %s"""
+
+
+def release_idle_claims(now: datetime, batch_size: int, report: SweepReport) -> int:
+    """Claimed tasks idle past their queue's claim timeout go back to the queue."""
+    actor = Actor.system("sweeper", source="sweeper")
+    oldest_timeout = (
+        Queue.objects.filter(claim_timeout_minutes__isnull=False)
+        .order_by("claim_timeout_minutes")
+        .values_list("claim_timeout_minutes", flat=True)
+        .first()
+    )
+    if oldest_timeout is None:
+        return 0
+    cutoff = now - timedelta(minutes=oldest_timeout)
+    seen = 0
+    after = 0
+    while True:
+        with atomic_write():
+            ids = _ids(skip_locked(_IDLE_CLAIMS, "c, t"), [cutoff, after, batch_size])
+            tasks = Task.objects.select_related("queue__calendar").in_bulk(ids)
+            for task_id in ids:
+                task = tasks[task_id]
+                cal = task.queue.calendar.compile() if task.queue.calendar_id else None
+                idle = (
+                    business_between(task.updated_at, now, cal)
+                    if cal
+                    else (now - task.updated_at).total_seconds()
+                )
+                if idle < task.queue.claim_timeout_minutes * 60:
+                    continue
+                try:
+                    with transaction.atomic():
+                        task_release(task_id=task_id, actor=actor, reason="claim timed out")
+                    report.claims_released += 1
+                except DomainError as exc:
+                    report.skipped += 1
+                    log.info("claim on %s not released: %s", task_id, exc.message)
+        seen += len(ids)
+        if len(ids) < batch_size:
+            return seen
+        after = ids[-1]
+
+
 def remind(now: datetime, batch_size: int, report: SweepReport) -> int:
     """Nudge customers about signal steps waiting on them (once per window)."""
     sent = send_due_reminders(now=now, batch_size=batch_size)
@@ -151,6 +205,7 @@ def sweep(*, now: datetime | None = None, batch_size: int | None = None) -> Swee
     for step in (expire_leases, redispatch, fire_warnings, fire_breaches, remind):
         while step(now, batch_size, report) == batch_size and time.monotonic() < deadline:
             pass
+    release_idle_claims(now, batch_size, report)  # pages through by id itself
     if any(report.as_dict().values()):
         log.info("sweep: %s", report.as_dict())
     return report

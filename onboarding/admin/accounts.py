@@ -78,6 +78,10 @@ class QueueAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
     fieldsets = (
         (None, {"fields": ("key", "name", "description", "is_exceptions")}),
         ("Who works it", {"fields": ("members", "member_groups")}),
+        (
+            "Clocks",
+            {"fields": ("default_sla_policy", "claim_timeout_minutes", "calendar")},
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:

@@ -264,6 +264,11 @@ class Task(ConcurrentTransitionMixin, models.Model):
                 condition=models.Q(state="waiting", kind="signal"),
                 name="task_awaiting_signal",
             ),
+            models.Index(
+                fields=["updated_at"],
+                condition=models.Q(state="in_progress"),
+                name="task_claimed_since",
+            ),
         ]
 
     def __str__(self) -> str:

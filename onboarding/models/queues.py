@@ -19,6 +19,19 @@ class Queue(models.Model):
         default=False,
         help_text="Receives automated steps whose attempts are exhausted.",
     )
+    claim_timeout_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A claimed task idle this long (business minutes) goes back to the queue.",
+    )
+    calendar = models.ForeignKey(
+        "onboarding.BusinessCalendar",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Business hours for the claim timeout (empty: around the clock).",
+    )
     default_sla_policy = models.ForeignKey(
         "onboarding.SlaPolicy",
         on_delete=models.PROTECT,
