@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from unfold.admin import ModelAdmin
+from unfold.decorators import action
+from unfold.enums import ActionVariant
+from unfold.forms import BaseDialogForm
 
 from onboarding import services
 from onboarding.admin._common import (
     ManagerWritesMixin,
     ServiceAdminMixin,
     actor_for,
+    change_url,
+    redirect_after_action,
 )
+from onboarding.errors import DomainError
 from onboarding.models import (
     Account,
     Queue,
@@ -101,6 +107,42 @@ class QueueAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
                 _queued=Coalesce(Subquery(queued, output_field=IntegerField()), 0),
             )
         )
+
+    actions_detail = ("claim_next",)
+
+    def has_claim_next_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
+        queue = self.cached_object(request, object_id)
+        actor = actor_for(request)
+        return queue is not None and (
+            actor.is_manager or (actor.is_agent and queue.pk in actor.queue_ids)
+        )
+
+    @action(
+        description="Claim next",
+        icon="front_hand",
+        variant=ActionVariant.PRIMARY,
+        permissions=["claim_next"],
+        dialog={
+            "title": "Claim the next task",
+            "description": "The most urgent task of this queue becomes yours.",
+            "form_class": None,
+            "form_submit_text": "Claim",
+        },
+    )
+    def claim_next(
+        self, request: HttpRequest, form: BaseDialogForm, object_id: str
+    ) -> HttpResponse:
+        queue = self.cached_object(request, object_id)
+        try:
+            task = services.task_claim_next(queue_id=queue.pk, actor=actor_for(request))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect_after_action(request, change_url(queue))
+        if task is None:
+            messages.info(request, f"Nothing to claim in {queue.name} right now.")
+            return redirect_after_action(request, change_url(queue))
+        messages.success(request, f"You claimed {task.step_key} of case #{task.case_id}.")
+        return redirect_after_action(request, change_url(task.case))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Queue | None = None) -> tuple:
         # Events and reports refer to queues by key.
