@@ -19,6 +19,7 @@ from unfold.admin import ModelAdmin, TabularInline
 
 from analytics.catalog import CATALOG
 from analytics.models import Event
+from onboarding.admin_scope import AgentScopeMixin
 
 
 def pretty_json(value: Any) -> SafeString:
@@ -83,7 +84,9 @@ class ActorTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class EventAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
+    case_path = "case"  # agents: events of cases they may see
+
     list_display = (
         "name",
         "occurred_at",

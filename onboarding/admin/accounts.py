@@ -28,6 +28,7 @@ from onboarding.models import (
     Task,
 )
 from onboarding.models.cases import TaskState
+from onboarding.selectors import sees_everything, visible_cases
 from onboarding.services.accounts import EDITABLE_FIELDS as ACCOUNT_FIELDS
 
 # --- accounts ------------------------------------------------------------------------
@@ -45,7 +46,11 @@ class AccountAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
-        return super().get_queryset(request).annotate(_case_count=Count("cases"))
+        queryset = super().get_queryset(request).annotate(_case_count=Count("cases"))
+        actor = actor_for(request)
+        if sees_everything(actor):
+            return queryset
+        return queryset.filter(pk__in=visible_cases(actor).values("account_id"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> tuple:
         # The external id is the upsert key other systems hold: fixed once created.
@@ -98,7 +103,7 @@ class QueueAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
             .annotate(n=Count("*"))
             .values("n")
         )
-        return (
+        queryset = (
             super()
             .get_queryset(request)
             .annotate(
@@ -107,6 +112,8 @@ class QueueAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
                 _queued=Coalesce(Subquery(queued, output_field=IntegerField()), 0),
             )
         )
+        actor = actor_for(request)
+        return queryset if sees_everything(actor) else queryset.filter(pk__in=actor.queue_ids)
 
     actions_detail = ("claim_next",)
 

@@ -22,11 +22,13 @@ from onboarding.admin._common import (
     actor_for,
     change_url,
 )
+from onboarding.admin_scope import AgentScopeMixin
 from onboarding.models import (
     Case,
     ContextEntry,
     Task,
 )
+from onboarding.selectors import scope_tasks
 
 # --- cases and tasks (view-only: services own every field) ---------------------------
 
@@ -73,7 +75,7 @@ class ContextEntryInline(ReadOnlyAdminMixin, TabularInline):
 
 
 @admin.register(Case)
-class CaseAdmin(ServiceAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
+class CaseAdmin(AgentScopeMixin, ServiceAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = (
         "case_number",
         "account",
@@ -280,11 +282,13 @@ class TaskAdmin(ReadOnlyAdminMixin, ModelAdmin):
     inlines = (TaskEventInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
-        return (
+        # Agents see the tasks of their queues and those assigned to them.
+        queryset = (
             super()
             .get_queryset(request)
             .select_related("case__account", "queue", "assignee", "step")
         )
+        return scope_tasks(queryset, actor_for(request))
 
     @admin.display(description="Case", ordering="case_id")
     def case_link(self, task: Task) -> SafeString | str:
@@ -296,7 +300,9 @@ class TaskAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 
 @admin.register(ContextEntry)
-class ContextEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class ContextEntryAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
+    case_path = "case"
+
     list_display = ("created_at", "kind", "case_link", "task", "author", "excerpt")
     list_filter = ("kind", "actor_type")
     search_fields = ("body", "case__account__name", "case__account__external_id")

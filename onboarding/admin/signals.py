@@ -15,7 +15,10 @@ from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin
 
 from analytics.admin import ReadOnlyAdminMixin, admin_link, pretty_json
+from onboarding.actors import Actor
+from onboarding.admin_scope import AgentScopeMixin
 from onboarding.models import Reminder, Signal, Step
+from onboarding.selectors import sees_everything, visible_cases
 
 
 class SignalNameFilter(admin.SimpleListFilter):
@@ -42,6 +45,14 @@ class SignalNameFilter(admin.SimpleListFilter):
 
 @admin.register(Signal)
 class SignalAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Signal]:
+        # Agents: signals of the accounts whose cases they may see.
+        queryset = super().get_queryset(request)
+        actor = Actor.for_user(request.user, source="admin")
+        if sees_everything(actor):
+            return queryset
+        return queryset.filter(account_id__in=visible_cases(actor).values("account_id"))
+
     list_display = (
         "signal_id",
         "name",
@@ -76,7 +87,9 @@ class SignalAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 
 @admin.register(Reminder)
-class ReminderAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class ReminderAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
+    case_path = "task__case"
+
     list_display = ("task", "case_link", "kind", "window", "sent_at", "channel")
     list_display_links = ("task",)
     list_filter = ("kind", "channel")

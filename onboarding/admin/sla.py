@@ -12,6 +12,7 @@ from unfold.admin import ModelAdmin, TabularInline
 
 from analytics.admin import ReadOnlyAdminMixin
 from onboarding.admin._common import ManagerWritesMixin
+from onboarding.admin_scope import AgentScopeMixin
 from onboarding.models import BusinessCalendar, CalendarDay, SlaPolicy, SlaTimer
 from onboarding.services import sla
 
@@ -77,7 +78,9 @@ class SlaPolicyAdmin(ManagerWritesMixin, ModelAdmin):
 
 
 @admin.register(SlaTimer)
-class SlaTimerAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class SlaTimerAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
+    case_path = "case"
+
     list_display = (
         "id",
         "kind",

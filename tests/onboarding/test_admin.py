@@ -539,7 +539,11 @@ def test_case_buttons_show_only_what_this_user_may_do_now(staff: Client, seeded:
 
 def test_an_agent_who_may_only_look_sees_no_case_buttons(client: Client, seeded: Seeded):
     agent = UserFactory(username="viewer")
-    agent.user_permissions.add(Permission.objects.get(codename="view_case"))
+    agent.user_permissions.add(
+        Permission.objects.get(codename="view_case"), Permission.objects.get(codename="work_tasks")
+    )
+    for task in seeded.case.tasks.exclude(queue=None):  # an agent of the case's queues
+        task.queue.members.add(agent)
     client.force_login(agent)
     url = reverse("admin:onboarding_case_put_on_hold", args=[seeded.case.pk])
 
