@@ -235,14 +235,20 @@ def task_claim_next(*, queue_id: int, actor: Actor) -> Task | None:
     Returns None when nothing is claimable. Tasks reserved for another agent by a
     hand-off, and tasks of held cases, are passed over.
     """
-    queue = Queue.objects.filter(pk=queue_id).first()
-    if queue is None:
-        raise NotFound(f"Queue {queue_id} does not exist.")
-    if not (actor.is_manager or (actor.is_agent and queue.pk in actor.queue_ids)):
-        raise Forbidden(f"{actor} does not work the {queue.name} queue.")
+    try:
+        queue_id = int(queue_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"Queue {queue_id} does not exist.") from None
+    # An agent's own queues are known (cached on the actor): no lookup on the hot path.
+    if not (actor.is_agent and queue_id in actor.queue_ids):
+        queue = Queue.objects.filter(pk=queue_id).first()
+        if queue is None:
+            raise NotFound(f"Queue {queue_id} does not exist.")
+        if not actor.is_manager:
+            raise Forbidden(f"{actor} does not work the {queue.name} queue.")
     user_id = actor.user.pk if actor.user is not None else None
     with atomic_write(), connection.cursor() as cursor:
-        cursor.execute(skip_locked(_NEXT_IN_QUEUE, "c, t"), [queue.pk, user_id])
+        cursor.execute(skip_locked(_NEXT_IN_QUEUE, "c, t"), [queue_id, user_id])
         row = cursor.fetchone()
         if row is None:
             return None
