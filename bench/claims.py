@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
 
 # Shared with the other benchmarks: database creation, Django setup, wire tracing,
 # the set-based template copy.
-from bench.sweep import _insert_select, admin, code_version  # noqa: E402
+from bench.sweep import _dollars, _insert_select, admin, code_version  # noqa: E402
 from bench.transitions import (  # noqa: E402
     WireTrace,
     _short,
@@ -719,17 +719,6 @@ def service_select_sql() -> str | None:
 
     sql = getattr(tasks, "_NEXT_IN_QUEUE", None)
     return " ".join(skip_locked(sql, "c, t").split()) if sql else None
-
-
-def _dollars(sql: str) -> str:
-    n = 0
-
-    def sub(_: Any) -> str:
-        nonlocal n
-        n += 1
-        return f"${n}"
-
-    return re.sub(r"%s", sub, sql)
 
 
 def explain_selects(url: str, queue_id: int, user_id: int) -> dict[str, Any]:

@@ -54,6 +54,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.transitions import (  # noqa: E402  (shared with the other benchmarks)
+    db_name,
+    ensure_database,
+    migrate,
+    setup_django,
+)
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/onboarding_bench_sweep"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -82,51 +89,6 @@ BREACHED_EVENT = "SLA Breached"
 
 
 # --- database and Django ------------------------------------------------------------
-
-
-def db_name(url: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    return str(conninfo_to_dict(url)["dbname"])
-
-
-def admin_url(url: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    return make_conninfo(**{**conninfo_to_dict(url), "dbname": "postgres"})
-
-
-def ensure_database(url: str, *, rebuild: bool) -> bool:
-    """Create the bench database if missing (drop it first with `rebuild`). True if new."""
-    import psycopg
-    from psycopg import sql
-
-    name = db_name(url)
-    with psycopg.connect(admin_url(url), autocommit=True) as conn:
-        if rebuild:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return not exists
-
-
-def setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ.setdefault("DEBUG", "0")  # production setting: no query logging wrapper
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    import django
-
-    django.setup()
-
-
-def migrate() -> None:
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def server_facts(url: str) -> dict[str, str]:
@@ -592,8 +554,9 @@ def verify(url: str, size: int, due: int, before: dict[str, int]) -> dict[str, A
 
 def sweep_due_sql() -> str:
     from onboarding import sweeper
+    from onboarding.statements import skip_locked
 
-    return sweeper._locking(sweeper._BREACH_DUE, "c, t")
+    return skip_locked(sweeper._BREACH_DUE, "c, t")
 
 
 def _dollars(sql: str) -> str:
