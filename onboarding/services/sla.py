@@ -67,15 +67,23 @@ def _business(a: datetime, b: datetime, cal: bizcal.BusinessCalendar) -> float:
     return bizcal.business_between(a, b, cal) if b > a else 0.0
 
 
-def _schedule(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> None:
-    """Set due/warn instants from what is left of the target, counted from now."""
+def _deadlines(
+    timer: SlaTimer, policy: SlaPolicy, now: datetime, consumed: float
+) -> dict[str, datetime]:
+    """Due/warn instants from what is left of the target, counted from now."""
     cal = calendar_of(policy)
     target = policy.target.total_seconds()
-    left = max(target - timer.consumed_seconds, 0.0)
-    timer.due_at = bizcal.add_business(now, left, cal) if left else now
-    warn_left = target * policy.warn_percent / 100 - timer.consumed_seconds
+    left = max(target - consumed, 0.0)
+    deadlines = {"due_at": bizcal.add_business(now, left, cal) if left else now}
+    warn_left = target * policy.warn_percent / 100 - consumed
     if timer.warned_at is None:
-        timer.warn_at = bizcal.add_business(now, warn_left, cal) if warn_left > 0 else now
+        deadlines["warn_at"] = bizcal.add_business(now, warn_left, cal) if warn_left > 0 else now
+    return deadlines
+
+
+def _schedule(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> None:
+    for field, value in _deadlines(timer, policy, now, timer.consumed_seconds).items():
+        setattr(timer, field, value)
 
 
 def _segment_closed(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> dict[str, object]:
@@ -90,11 +98,6 @@ def _segment_closed(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> dict[s
         "consumed_seconds": timer.consumed_seconds + (seconds if counting else 0.0),
         "segment_started_at": now,
     }
-
-
-def _close_segment(timer: SlaTimer, policy: SlaPolicy, now: datetime) -> None:
-    for field, value in _segment_closed(timer, policy, now).items():
-        setattr(timer, field, value)
 
 
 def _paused(policy: SlaPolicy, task_state: str | None, case_state: str) -> bool:
@@ -153,12 +156,22 @@ def _open_timers(**filters: object) -> list[SlaTimer]:
     )
 
 
-def _transition(timer: SlaTimer, name: str, actor: Actor, **properties: object) -> None:
-    apply_transition(timer, name, actor=actor, properties=properties)
+def _transition(
+    timer: SlaTimer,
+    name: str,
+    actor: Actor,
+    changes: dict[str, object],
+    **properties: object,
+) -> None:
+    # The timer's bookkeeping rides on the guarded state change and its event.
+    apply_transition(timer, name, actor=actor, changes=changes, properties=properties)
 
 
-def _save_bookkeeping(timer: SlaTimer, *fields: str) -> None:
-    SlaTimer.objects.filter(pk=timer.pk).update(**{f: getattr(timer, f) for f in fields})
+def _save_bookkeeping(timer: SlaTimer, changes: dict[str, object]) -> None:
+    """Counters that change without a state change (not a transition: no event)."""
+    SlaTimer.objects.filter(pk=timer.pk).update(**changes)
+    for field, value in changes.items():
+        setattr(timer, field, value)
 
 
 def _mirror_due(timer: SlaTimer, due_at: datetime | None) -> None:
@@ -173,38 +186,33 @@ def _follow(
     """Move one timer along with the state of what it watches."""
     policy = timer.policy
     now = clock.now()
-    _close_segment(timer, policy, now)
-    timer.segment_category = category
-    fields = ["attribution", "consumed_seconds", "segment_started_at", "segment_category"]
+    changes = {**_segment_closed(timer, policy, now), "segment_category": category}
+    consumed = changes["consumed_seconds"]
     if stop is not None:
-        timer.stopped_at = now
-        fields.append("stopped_at")
-        _save_bookkeeping(timer, *fields)
+        changes["stopped_at"] = now
         _mirror_due(timer, None)
         if timer.state == TimerState.BREACHED:
-            return  # the verdict stands; the final numbers are on the row
-        if stop == "meet":
+            _save_bookkeeping(timer, changes)  # the verdict stands; final numbers on the row
+        elif stop == "meet":
             _transition(
                 timer,
                 "meet",
                 actor,
-                consumed_seconds=round(timer.consumed_seconds, 3),
+                changes,
+                consumed_seconds=round(consumed, 3),
                 target_seconds=policy.target.total_seconds(),
             )
         else:
-            _transition(timer, "cancel", actor, reason=stop)
-        return
-    if timer.state == TimerState.RUNNING and paused:
-        _save_bookkeeping(timer, *fields)
+            _transition(timer, "cancel", actor, changes, reason=stop)
+    elif timer.state == TimerState.RUNNING and paused:
         _mirror_due(timer, None)
-        _transition(timer, "pause", actor, consumed_seconds=round(timer.consumed_seconds, 3))
+        _transition(timer, "pause", actor, changes, consumed_seconds=round(consumed, 3))
     elif timer.state == TimerState.PAUSED and not paused:
-        _schedule(timer, policy, now)
-        _save_bookkeeping(timer, *fields, "due_at", "warn_at")
-        _mirror_due(timer, timer.due_at)
-        _transition(timer, "resume", actor, due_at=timer.due_at)
+        changes.update(_deadlines(timer, policy, now, consumed))
+        _mirror_due(timer, changes["due_at"])
+        _transition(timer, "resume", actor, changes, due_at=changes["due_at"])
     else:
-        _save_bookkeeping(timer, *fields)
+        _save_bookkeeping(timer, changes)
 
 
 def _clock_actor(cause: Actor) -> Actor:
