@@ -204,6 +204,14 @@ CATALOG: dict[str, EventSpec] = {
             to_assignee_id=Prop("integer", "Agent the step is reserved for.", nullable=True),
         ),
         _transition(
+            "Step Assigned",
+            "The step was reserved for one agent of its queue, who claims it next.",
+            to_assignee_id=Prop("integer", "Agent the step is reserved for now."),
+            from_assignee_id=Prop("integer", "Agent it was reserved for before.", nullable=True),
+            method=Prop("string", "manager, round_robin or least_loaded."),
+            queue=Prop("string", "Key of the queue the step waits in.", nullable=True),
+        ),
+        _transition(
             "Step Escalated",
             "The step went to a (possibly other) queue flagged as escalated.",
             to_queue=Prop("string", "Queue key after.", nullable=True),

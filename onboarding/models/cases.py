@@ -394,6 +394,16 @@ class Task(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         field=state,
+        source=[TaskState.QUEUED, TaskState.IN_PROGRESS],
+        target=TaskState.QUEUED,
+        permission=rules.allow(rules.manager, rules.system),
+        custom={"event": "Step Assigned"},
+    )
+    def assign(self) -> None:
+        """Reserve the task for one agent (set `assignee` alongside); they claim it next."""
+
+    @transition(
+        field=state,
         source=[TaskState.RUNNING, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.WAITING],
         target=TaskState.QUEUED,
         permission=rules.allow(rules.assignee, rules.manager, rules.system),

@@ -5,8 +5,16 @@ from django.contrib.auth.models import Group
 from django.db import models
 
 
+class Assignment(models.TextChoices):
+    MANUAL = "manual", "Manual (agents claim)"
+    ROUND_ROBIN = "round_robin", "Round robin"
+    LEAST_LOADED = "least_loaded", "Least loaded"
+
+
 class Queue(models.Model):
-    """Where human work waits to be claimed."""
+    """Where human work waits to be claimed (or is assigned to its members)."""
+
+    Assignment = Assignment
 
     key = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=120)
@@ -31,6 +39,22 @@ class Queue(models.Model):
         blank=True,
         related_name="+",
         help_text="Business hours for the claim timeout (empty: around the clock).",
+    )
+    assignment = models.CharField(
+        max_length=20,
+        choices=Assignment.choices,
+        default=Assignment.MANUAL,
+        help_text="Manual: members claim. Otherwise each task arriving unassigned is "
+        "reserved for one member: the next in turn, or the one with fewest open tasks.",
+    )
+    # Round-robin's place in the rotation; moved only by automatic assignment.
+    last_assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
     )
     default_sla_policy = models.ForeignKey(
         "onboarding.SlaPolicy",

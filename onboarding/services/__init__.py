@@ -1,6 +1,7 @@
 """The write path. Every state change in the product is one of these functions."""
 
 from onboarding.services.accounts import account_upsert
+from onboarding.services.assignment import auto_assign, task_assign
 from onboarding.services.cases import (
     case_cancel,
     case_open,
@@ -35,6 +36,7 @@ from onboarding.services.tasks import (
 
 __all__ = [
     "account_upsert",
+    "auto_assign",
     "case_add_note",
     "case_cancel",
     "case_open",
@@ -46,6 +48,7 @@ __all__ = [
     "playbook_version_add_step",
     "playbook_version_publish",
     "playbook_version_retire",
+    "task_assign",
     "task_claim",
     "task_claim_next",
     "task_complete",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.auth import get_user_model
 from django.db import connection
 
 from onboarding import clock
@@ -18,6 +17,7 @@ from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import ContextEntry, Queue, Task
 from onboarding.models.cases import TaskState
 from onboarding.services._write import apply_transition, atomic_write, lock_task, required_text
+from onboarding.services.assignment import active_queue_member, auto_assign
 from onboarding.services.workflow import advance_case
 from onboarding.statements import insert_row, skip_locked
 
@@ -259,7 +259,9 @@ def task_release(*, task_id: int, actor: Actor, reason: str = "") -> Task:
     with atomic_write():
         task = lock_task(task_id)
         props = {"reason": reason.strip()} if reason.strip() else {}
+        released_by = task.assignee_id
         apply_transition(task, "release", actor=actor, properties=props)
+        auto_assign(task, actor=actor, avoid_user_id=released_by)
     return task
 
 
@@ -292,12 +294,8 @@ def task_hand_off(
             raise InvalidInput("Choose the queue to hand the task to.", field="to_queue")
         assignee = None
         if to_assignee_id is not None:
-            assignee = get_user_model().objects.filter(pk=to_assignee_id, is_active=True).first()
-            if assignee is None or not Actor.for_user(assignee).queue_ids & {target.pk}:
-                raise InvalidInput(
-                    "The agent must be an active member of the target queue.",
-                    field="to_assignee",
-                )
+            assignee = active_queue_member(target, to_assignee_id)
+        handed_off_by = task.assignee_id
         from_queue = task.queue.key if task.queue_id else None
         apply_transition(
             task,
@@ -319,6 +317,8 @@ def task_hand_off(
             to_queue=target.key,
             to_assignee_id=assignee.pk if assignee else None,
         )
+        if assignee is None:  # to a queue, not to someone: the queue's rule may choose
+            auto_assign(task, actor=actor, avoid_user_id=handed_off_by)
     return task
 
 
@@ -337,6 +337,7 @@ def task_escalate(
         target = target or Queue.objects.filter(is_exceptions=True).first()
         if target is None:
             raise InvalidInput("There is no queue to escalate this task to.", field="to_queue")
+        escalated_by = task.assignee_id
         apply_transition(
             task,
             "escalate",
@@ -348,6 +349,7 @@ def task_escalate(
             },
         )
         add_context_entry(task, actor=actor, kind=ContextEntry.Kind.NOTE, body=reason)
+        auto_assign(task, actor=actor, avoid_user_id=escalated_by)
     return task
 
 

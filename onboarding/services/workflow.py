@@ -15,6 +15,7 @@ from onboarding.automation import dispatch_on_commit
 from onboarding.models import Case, Step, StepKind, Task
 from onboarding.models.cases import FINAL_TASK_STATES, SATISFIED_TASK_STATES, TaskState
 from onboarding.services._write import apply_transition
+from onboarding.services.assignment import auto_assign_all
 
 _ACTIVATE = {
     StepKind.AUTOMATED: "schedule",
@@ -95,4 +96,6 @@ def advance_case(case: Case, *, cause: Actor, tasks: Iterable[Task] | None = Non
                 changes={"completed_at": now},
                 properties={"duration_seconds": (now - case.opened_at).total_seconds()},
             )
+    # Human steps just queued in queues that assign: reserve each for an agent.
+    auto_assign_all(activated, actor=cause)
     return activated

@@ -202,6 +202,13 @@ SCENARIOS: dict[tuple[type[models.Model], str], Scenario] = {
             )
         )
     )(_claimed(w)),
+    (Task, "assign"): lambda w: (
+        lambda t: (
+            lambda: services.task_assign(
+                task_id=t.pk, actor=w.manager, to_assignee_id=w.agent.user.pk, note="yours"
+            )
+        )
+    )(task_of(w.open("human"), "kickoff")),
     (Task, "wait_on_customer"): lambda w: (
         lambda t: lambda: services.task_wait_on_customer(task_id=t.pk, actor=w.agent, reason="x")
     )(_claimed(w)),
