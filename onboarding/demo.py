@@ -47,6 +47,8 @@ QUEUES: list[dict[str, Any]] = [
         "key": TECHNICAL,
         "name": "Technical onboarding",
         "description": "Integrations, SSO and data set-up that need an engineer.",
+        # Work is dealt out in turn to the engineers instead of waiting to be claimed.
+        "assignment": Queue.Assignment.ROUND_ROBIN,
     },
     {
         "key": EXCEPTIONS,

@@ -82,13 +82,21 @@ class AccountAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
 
 @admin.register(Queue)
 class QueueAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
-    list_display = ("name", "key", "is_exceptions", "member_count", "group_count", "waiting")
-    list_filter = ("is_exceptions",)
+    list_display = (
+        "name",
+        "key",
+        "assignment",
+        "is_exceptions",
+        "member_count",
+        "group_count",
+        "waiting",
+    )
+    list_filter = ("assignment", "is_exceptions")
     search_fields = ("name", "key")
     filter_horizontal = ("members", "member_groups")
     fieldsets = (
         (None, {"fields": ("key", "name", "description", "is_exceptions")}),
-        ("Who works it", {"fields": ("members", "member_groups")}),
+        ("Who works it", {"fields": ("members", "member_groups", "assignment")}),
         (
             "Clocks",
             {"fields": ("default_sla_policy", "claim_timeout_minutes", "calendar")},
