@@ -18,7 +18,7 @@ so the next assigner sees this one's choice.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -30,13 +30,16 @@ from onboarding.models import ContextEntry, Queue, Task
 from onboarding.models.cases import TaskState
 from onboarding.services._write import apply_transition, atomic_write, check_transition, lock_task
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
 Assignment = Queue.Assignment
 
 # What counts towards an agent's load.
 OPEN_ASSIGNED_STATES = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.WAITING)
 
 
-def active_queue_member(queue: Queue, user_id: int | None, *, field: str = "to_assignee") -> Any:
+def active_queue_member(queue: Queue, user_id: int | None) -> AbstractBaseUser:
     """The active user `user_id` who works `queue` (same test as claiming), else InvalidInput."""
     user = None
     if user_id is not None:
@@ -46,7 +49,7 @@ def active_queue_member(queue: Queue, user_id: int | None, *, field: str = "to_a
             user = None
     agent = Actor.for_user(user) if user is not None else None
     if agent is None or not (agent.is_agent and queue.pk in agent.queue_ids):
-        raise InvalidInput("The agent must be an active member of the queue.", field=field)
+        raise InvalidInput("The agent must be an active member of the queue.", field="to_assignee")
     return user
 
 
