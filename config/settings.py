@@ -36,9 +36,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served from our static files, no CDN
     "django_celery_beat",
     "onboarding",
     "analytics",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -166,11 +170,48 @@ CRM_WEBHOOK_URL = env_str("CRM_WEBHOOK_URL", "")
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "onboarding@example.com")
 
+# --- REST API (api/) ----------------------------------------------------------
 REST_FRAMEWORK = {
+    # A bearer token first: its `authenticate_header` makes a missing login a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.ScopedAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.PerClientRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ProblemAutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_METADATA_CLASS": None,  # OPTIONS is 405 like any undocumented method
+    "EXCEPTION_HANDLER": "api.problems.problem_exception_handler",
+}
+# Requests per token (or per signed-in user) per second/minute/hour/day, e.g. "1200/min".
+# Counted in the default cache: per process unless CACHES points at a shared one.
+API_TOKEN_THROTTLE_RATE = env_str("API_TOKEN_THROTTLE_RATE", "1200/min")
+API_SESSION_THROTTLE_RATE = env_str("API_SESSION_THROTTLE_RATE", "600/min")
+# Require an Idempotency-Key header on POST /api/v1/cases/ (optional when off).
+API_IDEMPOTENCY_KEY_REQUIRED = env_bool("API_IDEMPOTENCY_KEY_REQUIRED", False)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Onboarding cases API",
+    "DESCRIPTION": (
+        "Drive onboarding from your CRM, product and data warehouse. Authenticate with "
+        "`Authorization: Bearer <token>` (create a token with the scopes you need in the "
+        "admin under API tokens; it is shown once). Errors are RFC 9457 problem details "
+        "(`application/problem+json`)."
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/v[0-9]+",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayOperationId": False},
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStateEnum": "onboarding.models.cases.CaseState",
+        "TaskStateEnum": "onboarding.models.cases.TaskState",
+    },
 }
 
 UNFOLD = {
