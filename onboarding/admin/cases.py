@@ -1,27 +1,26 @@
-"""Cases, tasks and the context log: view-only, transitions via buttons."""
+"""Cases, tasks and the context log: view-only; the case page is the workspace page."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import path
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.decorators import action, display
-from unfold.enums import ActionVariant
-from unfold.forms import BaseDialogForm
+from unfold.decorators import display
 
 from analytics.admin import CaseEventInline, ReadOnlyAdminMixin, TaskEventInline, admin_link
-from onboarding import services
 from onboarding.admin._common import (
     CASE_STATE_COLOURS,
     TASK_STATE_COLOURS,
-    ReasonForm,
     ServiceAdminMixin,
     actor_for,
-    change_url,
 )
+from onboarding.admin.filters import AssigneeFilter, QueueFilter, SlaStatusFilter
 from onboarding.admin_scope import AgentScopeMixin
 from onboarding.models import (
     Case,
@@ -29,6 +28,7 @@ from onboarding.models import (
     Task,
 )
 from onboarding.selectors import scope_tasks
+from onboarding.workspace.views import case_act_view, case_view
 
 # --- cases and tasks (view-only: services own every field) ---------------------------
 
@@ -85,7 +85,15 @@ class CaseAdmin(AgentScopeMixin, ServiceAdminMixin, ReadOnlyAdminMixin, ModelAdm
         "completed_at",
     )
     list_display_links = ("case_number",)
-    list_filter = ("state", "playbook", "account__plan", "account__region")
+    list_filter = (
+        "state",
+        SlaStatusFilter,
+        QueueFilter,
+        AssigneeFilter,
+        "playbook",
+        "account__plan",
+        "account__region",
+    )
     search_fields = ("account__name", "account__external_id")
     list_select_related = ("account", "playbook", "playbook_version")
     date_hierarchy = "opened_at"
@@ -111,7 +119,6 @@ class CaseAdmin(AgentScopeMixin, ServiceAdminMixin, ReadOnlyAdminMixin, ModelAdm
         "cancel_reason",
     )
     inlines = (TaskInline, ContextEntryInline, CaseEventInline)
-    actions_detail = ("put_on_hold", "resume", "cancel")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Case]:
         return (
@@ -119,6 +126,30 @@ class CaseAdmin(AgentScopeMixin, ServiceAdminMixin, ReadOnlyAdminMixin, ModelAdm
             .get_queryset(request)
             .select_related("account", "playbook", "playbook_version__playbook")
         )
+
+    # The case page is the workspace page (timeline, tasks, the actions this person may
+    # take now); its actions post to `act/`, which calls one service each.
+
+    def get_urls(self) -> list:
+        act = self.admin_site.admin_view(
+            lambda request, object_id: case_act_view(request, self, object_id)
+        )
+        return [
+            path("<path:object_id>/act/", act, name="onboarding_case_act"),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            # Nothing on a case is edited by form: changes are actions posted to act/.
+            return HttpResponseNotAllowed(["GET"])
+        return case_view(request, self, object_id)
 
     @admin.display(description="Case", ordering="id")
     def case_number(self, case: Case) -> str:
@@ -136,87 +167,6 @@ class CaseAdmin(AgentScopeMixin, ServiceAdminMixin, ReadOnlyAdminMixin, ModelAdm
     def state_badge(self, case: Case) -> tuple[str, str]:
         return case.state, case.get_state_display()
 
-    # Buttons: each shows only when this user may run the transition on this case now;
-    # the service re-checks under a row lock and its refusal becomes a message.
-
-    def has_put_on_hold_permission(
-        self, request: HttpRequest, object_id: str | None = None
-    ) -> bool:
-        return self.may_transition(request, object_id, "put_on_hold")
-
-    def has_resume_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
-        return self.may_transition(request, object_id, "resume")
-
-    def has_cancel_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
-        return self.may_transition(request, object_id, "cancel")
-
-    @action(
-        description="Put on hold",
-        icon="pause_circle",
-        variant=ActionVariant.WARNING,
-        permissions=["put_on_hold"],
-        dialog={
-            "title": "Put this case on hold",
-            "description": "Work on the case pauses until someone resumes it.",
-            "form_class": ReasonForm,
-            "form_submit_text": "Put on hold",
-        },
-    )
-    def put_on_hold(self, request: HttpRequest, form: ReasonForm, object_id: str) -> HttpResponse:
-        case = self.cached_object(request, object_id)
-        return self.run_service(
-            request,
-            lambda: services.case_put_on_hold(
-                case_id=case.pk, actor=actor_for(request), reason=form.cleaned_data["reason"]
-            ),
-            f"Case #{case.pk} is on hold.",
-            change_url(case),
-        )
-
-    @action(
-        description="Resume",
-        icon="play_circle",
-        variant=ActionVariant.SUCCESS,
-        permissions=["resume"],
-        dialog={
-            "title": "Resume this case",
-            "description": "The case becomes active again.",
-            "form_class": None,
-            "form_submit_text": "Resume",
-        },
-    )
-    def resume(self, request: HttpRequest, form: BaseDialogForm, object_id: str) -> HttpResponse:
-        case = self.cached_object(request, object_id)
-        return self.run_service(
-            request,
-            lambda: services.case_resume(case_id=case.pk, actor=actor_for(request)),
-            f"Case #{case.pk} is active again.",
-            change_url(case),
-        )
-
-    @action(
-        description="Cancel case",
-        icon="cancel",
-        variant=ActionVariant.DANGER,
-        permissions=["cancel"],
-        dialog={
-            "title": "Cancel this case",
-            "description": "The onboarding is abandoned and every open task is cancelled.",
-            "form_class": ReasonForm,
-            "form_submit_text": "Cancel case",
-        },
-    )
-    def cancel(self, request: HttpRequest, form: ReasonForm, object_id: str) -> HttpResponse:
-        case = self.cached_object(request, object_id)
-        return self.run_service(
-            request,
-            lambda: services.case_cancel(
-                case_id=case.pk, actor=actor_for(request), reason=form.cleaned_data["reason"]
-            ),
-            f"Case #{case.pk} is cancelled.",
-            change_url(case),
-        )
-
 
 @admin.register(Task)
 class TaskAdmin(ReadOnlyAdminMixin, ModelAdmin):
@@ -232,7 +182,7 @@ class TaskAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "escalated",
     )
     list_display_links = ("step_key",)
-    list_filter = ("state", "kind", "queue", "escalated")
+    list_filter = ("state", SlaStatusFilter, QueueFilter, AssigneeFilter, "kind", "escalated")
     search_fields = ("step_key", "case__account__name", "case__account__external_id")
     list_select_related = ("case__account", "queue", "assignee")
     fieldsets = (

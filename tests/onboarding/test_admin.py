@@ -199,18 +199,20 @@ def test_every_change_page_of_an_existing_object_loads(staff: Client, seeded: Se
     assert response.status_code == 200
 
 
-def test_the_case_page_shows_its_tasks_context_log_and_events_newest_first(
+def test_the_case_page_shows_its_tasks_and_a_timeline_of_events_and_notes_newest_first(
     staff: Client, seeded: Seeded
 ):
     response = staff.get(_change_url(seeded.case))
 
-    inlines = {f.opts.model: f for f in response.context["inline_admin_formsets"]}
-    assert set(inlines) == {Task, ContextEntry, Event}
-    shown_events = [form.original for form in inlines[Event]]
-    expected = list(Event.objects.filter(case=seeded.case).order_by("-occurred_at", "-id"))
-    assert shown_events == expected[: len(shown_events)]
-    assert [form.original for form in inlines[ContextEntry]] == [seeded.note]
-    assert all(not f.has_add_permission and not f.has_change_permission for f in inlines.values())
+    page = response.context["page"]
+    assert [t.step_key for t in page.tasks] == ["kickoff", "review"]
+    times = [item.at for item in page.timeline]
+    assert times == sorted(times, reverse=True)
+    events = Event.objects.filter(case=seeded.case)
+    assert sorted(i.title for i in page.timeline if i.kind == "event") == sorted(
+        e.name for e in events
+    )
+    assert [i.body for i in page.timeline if i.kind == "note"] == ["Called the customer"]
 
 
 @pytest.mark.parametrize(
@@ -263,7 +265,7 @@ def test_posting_a_state_to_the_case_page_changes_nothing(staff: Client, seeded:
         {"state": "cancelled", "hold_reason": "sneaky", "cancel_reason": "sneaky"},
     )
 
-    assert response.status_code == 403
+    assert response.status_code == 405
     case = Case.objects.get(pk=seeded.case.pk)
     assert case.state == Case.State.ACTIVE
     assert case.cancel_reason == ""
@@ -292,8 +294,11 @@ def test_events_cannot_be_changed_from_their_page(staff: Client, seeded: Seeded)
 def test_state_is_never_a_form_field(staff: Client, seeded: Seeded, obj_name):
     response = staff.get(_change_url(getattr(seeded, obj_name)))
 
-    form = response.context["adminform"].form
-    assert "state" not in form.fields
+    if obj_name == "case":  # the case page is the workspace: actions, no model form
+        assert "adminform" not in response.context
+        assert 'name="state"' not in response.content.decode()
+    else:
+        assert "state" not in response.context["adminform"].form.fields
 
 
 def test_saving_a_draft_version_keeps_its_state_whatever_is_posted(staff: Client, seeded: Seeded):
@@ -461,14 +466,19 @@ def test_adding_an_account_records_account_created(staff: Client, seeded: Seeded
 
 
 def test_put_on_hold_button_holds_the_case_through_the_service(staff: Client, seeded: Seeded):
-    url = reverse("admin:onboarding_case_put_on_hold", args=[seeded.case.pk])
     events_before = Event.objects.count()
 
     response = staff.post(
-        url, {"_form_submitted": "on", "reason": "Customer on vacation"}, HTTP_HX_REQUEST="true"
+        _act_url(seeded.case),
+        {
+            "action": "put_on_hold",
+            "seen_state": "active",
+            f"put_on_hold-{seeded.case.pk}-reason": "Customer on vacation",
+        },
     )
 
-    assert response["HX-Redirect"] == _change_url(seeded.case)
+    assert response.status_code == 302
+    assert response.url == _change_url(seeded.case)
     case = Case.objects.get(pk=seeded.case.pk)
     assert (case.state, case.hold_reason) == ("on_hold", "Customer on vacation")
     assert Event.objects.count() == events_before + 1
@@ -476,32 +486,32 @@ def test_put_on_hold_button_holds_the_case_through_the_service(staff: Client, se
     assert (event.name, event.actor_type, event.source) == ("Case Put On Hold", "agent", "admin")
 
 
-def test_put_on_hold_opens_a_dialog_asking_for_a_reason(staff: Client, seeded: Seeded):
-    response = staff.get(reverse("admin:onboarding_case_put_on_hold", args=[seeded.case.pk]))
-
-    assert response.status_code == 200
-    assert list(response.context["form"].fields) == ["_form_submitted", "reason"]
-    assert Case.objects.get(pk=seeded.case.pk).state == "active"
-
-
-def test_put_on_hold_without_a_reason_keeps_the_dialog_open(staff: Client, seeded: Seeded):
-    url = reverse("admin:onboarding_case_put_on_hold", args=[seeded.case.pk])
+def test_put_on_hold_without_a_reason_keeps_the_form_open_with_its_error(
+    staff: Client, seeded: Seeded
+):
     events_before = Event.objects.count()
 
-    response = staff.post(url, {"_form_submitted": "on", "reason": "  "})
+    response = staff.post(
+        _act_url(seeded.case),
+        {
+            "action": "put_on_hold",
+            "seen_state": "active",
+            f"put_on_hold-{seeded.case.pk}-reason": "  ",
+        },
+    )
 
-    assert response.status_code == 200
-    assert "reason" in response.context["form"].errors
+    assert response.status_code == 400
+    (hold,) = [a for a in response.context["case_actions"] if a.spec.name == "put_on_hold"]
+    assert hold.open and "reason" in hold.form.errors
     assert Case.objects.get(pk=seeded.case.pk).state == "active"
     assert Event.objects.count() == events_before
 
 
-def test_a_transition_not_possible_now_is_refused_before_the_service(staff: Client, seeded: Seeded):
-    url = reverse("admin:onboarding_case_resume", args=[seeded.case.pk])  # it is active
+def test_a_transition_not_possible_now_is_refused_by_the_service(staff: Client, seeded: Seeded):
+    response = staff.post(_act_url(seeded.case), {"action": "resume_case"})  # it is active
 
-    response = staff.post(url, {"_form_submitted": "on"})
-
-    assert response.status_code == 403
+    assert response.status_code == 409
+    assert any("refused" in m for m in _messages(response))
     assert Case.objects.get(pk=seeded.case.pk).state == "active"
 
 
@@ -515,11 +525,17 @@ def test_a_concurrent_change_shows_the_services_error_as_a_message(
         return real(**kwargs)
 
     monkeypatch.setattr(services, "case_put_on_hold", someone_else_first)
-    url = reverse("admin:onboarding_case_put_on_hold", args=[seeded.case.pk])
 
-    response = staff.post(url, {"_form_submitted": "on", "reason": "Mine"})
+    response = staff.post(
+        _act_url(seeded.case),
+        {
+            "action": "put_on_hold",
+            "seen_state": "active",
+            f"put_on_hold-{seeded.case.pk}-reason": "Mine",
+        },
+    )
 
-    assert response.status_code == 302
+    assert response.status_code == 409
     assert any("cannot put on hold" in m for m in _messages(response))
     case = Case.objects.get(pk=seeded.case.pk)
     assert (case.state, case.hold_reason) == ("on_hold", "CRM said so")
@@ -533,8 +549,8 @@ def test_case_buttons_show_only_what_this_user_may_do_now(staff: Client, seeded:
     )
     held = staff.get(_change_url(seeded.case))
 
-    assert _buttons(active) == ["Put on hold", "Cancel case"]
-    assert _buttons(held) == ["Resume", "Cancel case"]
+    assert _buttons(active) == ["Add note", "Put on hold", "Cancel case"]
+    assert _buttons(held) == ["Add note", "Resume case", "Cancel case"]
 
 
 def test_an_agent_who_may_only_look_sees_no_case_buttons(client: Client, seeded: Seeded):
@@ -545,14 +561,20 @@ def test_an_agent_who_may_only_look_sees_no_case_buttons(client: Client, seeded:
     for task in seeded.case.tasks.exclude(queue=None):  # an agent of the case's queues
         task.queue.members.add(agent)
     client.force_login(agent)
-    url = reverse("admin:onboarding_case_put_on_hold", args=[seeded.case.pk])
 
     page = client.get(_change_url(seeded.case))
-    attempt = client.post(url, {"_form_submitted": "on", "reason": "Nope"})
+    attempt = client.post(
+        _act_url(seeded.case),
+        {
+            "action": "put_on_hold",
+            "seen_state": "active",
+            f"put_on_hold-{seeded.case.pk}-reason": "Nope",
+        },
+    )
 
     assert page.status_code == 200
-    assert _buttons(page) == []
-    assert attempt.status_code == 403
+    assert _buttons(page) == ["Add note"]
+    assert attempt.status_code == 409
     assert Case.objects.get(pk=seeded.case.pk).state == "active"
 
 
@@ -605,7 +627,11 @@ def _count_queries(client: Client, url: str) -> int:
 
 
 def _buttons(response: Any) -> list[str]:
-    return [item["title"] for item in response.context.get("actions_detail") or []]
+    return [a.spec.label for a in response.context["case_actions"]]
+
+
+def _act_url(case: Case) -> str:
+    return reverse("admin:onboarding_case_act", args=[case.pk])
 
 
 def _form_data(response: Any) -> dict[str, Any]:

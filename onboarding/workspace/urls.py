@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import path
+
+from onboarding.workspace import views
+
+app_name = "workspace"
+
+urlpatterns = [
+    path("queues/", admin.site.admin_view(views.queues_view), name="queues"),
+    path(
+        "queues/<int:queue_id>/claim-next/",
+        admin.site.admin_view(views.claim_next_view),
+        name="claim_next",
+    ),
+    path("reports/", admin.site.admin_view(views.reports_view), name="reports"),
+]
