@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.templatetags.static import static
 
 from config.env import ConfigError, env_bool, env_int, env_list, env_str
 
@@ -219,6 +220,14 @@ UNFOLD = {
     "SITE_HEADER": "Onboarding cases",
     "SITE_SYMBOL": "rocket_launch",
     "SHOW_HISTORY": True,
+    # The index is the agent's desk (templates/admin/index.html): their tasks and queues.
+    "DASHBOARD_CALLBACK": "onboarding.workspace.views.dashboard_callback",
+    "STYLES": [lambda request: static("workspace/workspace.css")],
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": False,
+        "navigation": "onboarding.workspace.nav.navigation",
+    },
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
