@@ -143,7 +143,7 @@ TASK_ACTIONS = (
     ActionSpec(
         "hand_off", "Hand off", "task", "hand_off", HandOffForm,
         _task(
-            services.task_hand_off,
+            "task_hand_off",
             note="note", to_queue_id="to_queue", to_assignee_id="to_assignee",
         ),
         "{obj} was handed off.", icon="swap_horiz",
