@@ -66,8 +66,9 @@ class AccountDetail(ApiView):
 
     @extend_schema(summary="Read an account", responses=AccountSerializer)
     def get(self, request: Request, external_id: str) -> Response:
-        external_id = clean_external_id(external_id)
-        account = visible_accounts(request).filter(external_id=external_id).first()
+        account = None
+        if "\x00" not in external_id and len(external_id) <= EXTERNAL_ID_MAX:
+            account = visible_accounts(request).filter(external_id=external_id).first()
         if account is None:
             raise NotFound(f"Account {external_id!r} does not exist.")
         return Response(AccountSerializer(account).data)

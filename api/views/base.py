@@ -9,8 +9,9 @@ from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import APIView
 
-# Path ids: what the `id` URL converter accepts (a positive bigint of up to 18 digits).
-ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10**18 - 1}
+# Path ids. The `id` URL converter takes up to 18 digits (a bigint); the schema says
+# 2**53 - 1, the largest integer a JSON reader holds exactly.
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**53 - 1}
 
 
 class ApiView(APIView):

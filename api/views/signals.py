@@ -18,9 +18,8 @@ from api.serializers import (
     SignalSerializer,
 )
 from api.views.base import ApiView, validated
-from onboarding import services
 from onboarding.models import Signal
-from onboarding.services.signals import MAX_BATCH_SIZE, signals_receive_batch
+from onboarding.services.signals import MAX_BATCH_SIZE, signal_receive, signals_receive_batch
 
 
 class SignalIn(serializers.Serializer):
@@ -68,7 +67,7 @@ class SignalReceive(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validated(SignalIn, request.data)
-        signal, created = services.signal_receive(actor=actor_for(request), **data)
+        signal, created = signal_receive(actor=actor_for(request), **data)
         return Response(_signal_data(signal, created), status=201 if created else 200)
 
 
