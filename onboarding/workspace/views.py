@@ -220,7 +220,7 @@ def case_act_view(
         messages.error(request, f"{spec.label} refused: {exc.message}")
         case.refresh_from_db()
         failed = (spec.name, target.pk, form)
-        return render_case_page(request, model_admin, case, failed=failed, status=409)
+        return render_case_page(request, model_admin, case, failed=failed, status=exc.status)
     messages.success(request, spec.done.format(obj=label))
     if _visible_case(request, model_admin, str(case.pk)) is None:
         # The work left this person's queues (a hand-off): the case is no longer theirs.

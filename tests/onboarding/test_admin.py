@@ -574,7 +574,7 @@ def test_an_agent_who_may_only_look_sees_no_case_buttons(client: Client, seeded:
 
     assert page.status_code == 200
     assert _buttons(page) == ["Add note"]
-    assert attempt.status_code == 409
+    assert attempt.status_code == 403
     assert Case.objects.get(pk=seeded.case.pk).state == "active"
 
 
