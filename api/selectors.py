@@ -8,8 +8,8 @@ from datetime import datetime
 
 from django.db.models import Case as CaseWhen
 from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value, When
-from django.utils import timezone
 
+from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.models import Case, ContextEntry, SlaTimer, Task
 from onboarding.selectors import scope_tasks, visible_cases
@@ -31,7 +31,7 @@ def _at_risk(now: datetime) -> Q:
 
 def with_sla_status(cases: QuerySet[Case]) -> QuerySet[Case]:
     """Annotate `api_sla_status` with two EXISTS over the case's timers."""
-    now = timezone.now()
+    now = clock.now()
     timers = SlaTimer.objects.filter(case=OuterRef("pk"))
     return cases.annotate(
         api_sla_status=CaseWhen(
@@ -44,7 +44,7 @@ def with_sla_status(cases: QuerySet[Case]) -> QuerySet[Case]:
 
 
 def filter_sla_status(cases: QuerySet[Case], status: str) -> QuerySet[Case]:
-    now = timezone.now()
+    now = clock.now()
     timers = SlaTimer.objects.filter(case=OuterRef("pk"))
     breached = Exists(timers.filter(_breached(now)))
     at_risk = Exists(timers.filter(_at_risk(now)))
@@ -56,7 +56,7 @@ def filter_sla_status(cases: QuerySet[Case], status: str) -> QuerySet[Case]:
 
 
 def sla_status_of(timers: Iterable[SlaTimer]) -> str:
-    now = timezone.now()
+    now = clock.now()
     status = "on_track"
     for timer in timers:
         if timer.state == SlaTimer.State.BREACHED or (
