@@ -167,7 +167,10 @@ _DETAIL_KEYS = (
 )
 
 
-def case_page(case: Case, now: datetime) -> CasePage:
+def case_page(case: Case, now: datetime, *, people_only: bool = False) -> CasePage:
+    """Everything the case page shows. `people_only` keeps the timeline to what people
+    wrote (notes, handoff notes) and what automation reported (results, errors, signals),
+    without the event stream."""
     tasks = list(
         case.tasks.select_related("queue", "assignee", "step").order_by("step__position", "id")
     )
@@ -185,7 +188,9 @@ def case_page(case: Case, now: datetime) -> CasePage:
         task.case = case  # conditions read task.case: no query per task
         task.sla = badge_for(by_task.get(task.pk), now)
     required = [t for t in tasks if t.required]
-    timeline, truncated = _timeline(case, {t.pk: t.step_key for t in tasks})
+    timeline, truncated = _timeline(
+        case, {t.pk: t.step_key for t in tasks}, with_events=not people_only
+    )
     return CasePage(
         case=case,
         tasks=tasks,
@@ -197,9 +202,11 @@ def case_page(case: Case, now: datetime) -> CasePage:
     )
 
 
-def _timeline(case: Case, step_keys: dict[int, str]) -> tuple[list[TimelineItem], bool]:
+def _timeline(
+    case: Case, step_keys: dict[int, str], *, with_events: bool = True
+) -> tuple[list[TimelineItem], bool]:
     """Events and the context log merged, newest first, with who and when."""
-    events = list(Event.objects.for_case(case.pk)[: TIMELINE_LIMIT + 1])
+    events = list(Event.objects.for_case(case.pk)[: TIMELINE_LIMIT + 1]) if with_events else []
     entries = list(
         ContextEntry.objects.filter(case=case)
         .select_related("author")

@@ -147,7 +147,8 @@ def render_case_page(
     status: int = 200,
 ) -> TemplateResponse:
     actor, now = _actor(request), clock.now()
-    page = case_page(case, now)
+    people_only = request.GET.get("log") == "notes"
+    page = case_page(case, now, people_only=people_only)
     choices = _choices(case, page.tasks)
 
     def bind(spec: ActionSpec, target_id: int, state: str) -> BoundAction:
@@ -169,6 +170,7 @@ def render_case_page(
         "account": case.account,
         "now": now,
         "is_manager": actor.is_manager,
+        "people_only": people_only,
     }
     return TemplateResponse(request, "workspace/case.html", context, status=status)
 

@@ -409,3 +409,13 @@ def test_workspace_pages_cost_the_same_queries_with_more_tasks(
     many = _queries(client, url)
 
     assert many == few
+
+
+def test_the_timeline_can_show_only_what_people_and_automation_wrote(login, manager, open_case):
+    services.case_add_note(case_id=open_case.pk, actor=act(manager), body="Spoke to the CTO")
+
+    everything = login(manager).get(_case_url(open_case)).context["page"].timeline
+    notes = login(manager).get(_case_url(open_case), {"log": "notes"}).context["page"].timeline
+
+    assert {i.kind for i in everything} == {"event", "note"}
+    assert [(i.kind, i.body) for i in notes] == [("note", "Spoke to the CTO")]
