@@ -237,7 +237,7 @@ class CaseDetailSerializer(CaseSummarySerializer):
 
 
 class SignalSerializer(serializers.ModelSerializer):
-    account_external_id = serializers.CharField(source="account.external_id", read_only=True)
+    account_external_id = serializers.SerializerMethodField()
     properties = serializers.DictField(read_only=True)
 
     class Meta:
@@ -252,3 +252,8 @@ class SignalSerializer(serializers.ModelSerializer):
             "completed_tasks",
         )
         read_only_fields = fields
+
+    def get_account_external_id(self, signal: Signal) -> str:
+        # The caller may know it already (a batch): no query per stored duplicate.
+        known = getattr(signal, "api_account_external_id", None)
+        return known if known is not None else signal.account.external_id

@@ -138,7 +138,7 @@ class SignalReceiveBatch(ApiView):
                 )
                 results[index] = {"index": index, "status": "error", "signal": None, "error": error}
         outcomes = signals_receive_batch(signals=[d for _, d in valid], actor=actor_for(request))
-        for (index, _), (signal, created, exc) in zip(valid, outcomes, strict=True):
+        for (index, item), (signal, created, exc) in zip(valid, outcomes, strict=True):
             if exc is not None:
                 errors = None
                 if exc.status == 422:
@@ -146,6 +146,7 @@ class SignalReceiveBatch(ApiView):
                 error = _item_error(exc.status, exc.code, exc.message, errors=errors)
                 results[index] = {"index": index, "status": "error", "signal": None, "error": error}
             else:
+                signal.api_account_external_id = item["account_external_id"]
                 results[index] = {
                     "index": index,
                     "status": "created" if created else "duplicate",

@@ -155,3 +155,16 @@ def test_an_integration_is_no_queue_member(integration, open_case, queue):
 
 def test_a_manager_may_claim_from_any_queue(signed_in, manager, open_case, queue):
     assert signed_in(manager).post(f"/api/v1/queues/{queue.pk}/claim-next").status_code == 200
+
+
+def test_replaying_a_batch_costs_a_few_queries_whatever_its_size(
+    integration, waiting, django_assert_max_num_queries
+):
+    account = waiting.account.external_id
+    batch = {"signals": [_signal(f"evt-{i}", account, name="User Invited") for i in range(50)]}
+    assert integration.post("/api/v1/signals/batch", batch, format="json").json()["created"] == 50
+
+    with django_assert_max_num_queries(4):  # token, accounts, stored signal ids
+        replay = integration.post("/api/v1/signals/batch", batch, format="json")
+
+    assert replay.json()["duplicates"] == 50
