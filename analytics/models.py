@@ -1,15 +1,114 @@
-"""Raw analytics events: append-only, one row per thing that happened."""
+"""Raw analytics events: append-only, one row per thing that happened.
+
+The export stream (API `GET /api/v1/events/`, webhooks) reads events in commit-safe
+order. Ids come from a sequence when a row is inserted, not when its transaction
+commits: with two writers, id 11 can commit while id 10 is still in flight, so a
+reader of `id > 10` after seeing 11 would skip 10 for ever. On PostgreSQL every
+event therefore also carries `xact`, the id of the transaction that wrote it (a
+column default, see migration 0003; not a model field, so the write path's INSERT
+is unchanged). The stream is ordered by `(xact, id)` and serves only events below
+the *horizon* (`stream_horizon`): the oldest transaction id of this database still
+running, read from `pg_current_snapshot()`. Every transaction below it has ended, so
+the set of events below it is final, and anything that commits later has an `xact`
+at or above it, after every position already served. A cursor `(xact, id)` therefore never skips and
+never repeats. SQLite runs one writer at a time, so there id order is commit order
+and the stream is plain `id` order.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.models.expressions import RawSQL
+
+# A position past every event id (bigint): "all of this transaction's events".
+MAX_EVENT_ID = 2**63 - 1
+
+
+class StreamPosition(NamedTuple):
+    """A place in the export stream: just after the event `(xact, id)`.
+
+    `xact` is always 0 on SQLite (the stream is id order there).
+    """
+
+    xact: int
+    id: int
+
+
+STREAM_START = StreamPosition(0, 0)
+
+
+def has_commit_order_column(using: str = DEFAULT_DB_ALIAS) -> bool:
+    return connections[using].vendor == "postgresql"
+
+
+# The oldest transaction of this database still running, or else the first id not yet
+# given out. Transactions of other databases in the cluster are left out: they cannot
+# write these events, and must not stall the stream (a snapshot's own xmin counts
+# them). The caller's own transaction, if it has an id, counts too (it is not in its
+# own snapshot's in-progress list). pg_stat_activity is read after the statement's
+# snapshot is taken, so a transaction in the list that no longer shows there has ended.
+_HORIZON_SQL = """
+SELECT LEAST(
+    (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
+      WHERE x::xid IN (
+        SELECT a.backend_xid FROM pg_stat_activity AS a
+         WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL
+        UNION ALL
+        SELECT p.transaction FROM pg_prepared_xacts AS p
+         WHERE p.database = current_database())),
+    pg_current_xact_id_if_assigned(),
+    pg_snapshot_xmax(snap.s)
+)::text::bigint
+FROM (SELECT pg_current_snapshot() AS s) AS snap
+"""
+
+
+def stream_horizon(using: str = DEFAULT_DB_ALIAS) -> int | None:
+    """The transaction id below which the stream is final; None on SQLite.
+
+    Every transaction of this database with a lower id has ended, so the events below
+    it can no longer change; whatever commits later has an id at or above it. Read it
+    before the events it bounds (a later statement sees every ended transaction).
+    """
+    connection = connections[using]
+    if not has_commit_order_column(using):
+        return None
+    with connection.cursor() as cursor:
+        if connection.in_atomic_block:  # pg_stat_activity is cached per transaction
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(_HORIZON_SQL)
+        return cursor.fetchone()[0]
+
+
+def position_after_page(
+    after: StreamPosition, last: StreamPosition | None, *, full: bool, horizon: int | None
+) -> StreamPosition:
+    """Where the next read starts, after a page that ended at `last`.
+
+    A full page continues after its last event. A short page has read everything
+    below the horizon (that matched the filters), so the next read may start at the
+    horizon: a filtered reader does not rescan events that can never match.
+    """
+    if full or horizon is None:
+        return last or after
+    return max(after, last or after, StreamPosition(horizon - 1, MAX_EVENT_ID))
 
 
 class AppendOnly(Exception):
     """Events are never edited; only retention removes them."""
+
+
+def stream_tail(using: str = DEFAULT_DB_ALIAS) -> StreamPosition:
+    """The position after every event that is final now: where a new reader starts
+    to receive only what happens from now on (events in flight included)."""
+    horizon = stream_horizon(using)
+    if horizon is not None:
+        return StreamPosition(horizon - 1, MAX_EVENT_ID)
+    last = Event.objects.using(using).aggregate(last=models.Max("id"))["last"]
+    return StreamPosition(0, last or 0)
 
 
 class EventQuerySet(models.QuerySet):
@@ -18,6 +117,34 @@ class EventQuerySet(models.QuerySet):
 
     def for_case(self, case_id: int) -> EventQuerySet:
         return self.filter(case_id=case_id).order_by("-occurred_at", "-id")
+
+    # --- the export stream (see the module docstring) ---------------------------------
+
+    def stream_after(self, position: StreamPosition, horizon: int | None) -> EventQuerySet:
+        """Events after `position` and below `horizon` (from `stream_horizon()`), in
+        stream order, annotated with `stream_xact`. Take a slice: it is unbounded."""
+        if not has_commit_order_column(self.db):
+            return (
+                self.filter(id__gt=position.id)
+                .order_by("id")
+                .annotate(stream_xact=models.Value(0, output_field=models.BigIntegerField()))
+            )
+        table = self.model._meta.db_table
+        after = RawSQL(
+            f'("{table}"."xact", "{table}"."id") > (%s::text::xid8, %s) '
+            f'AND "{table}"."xact" < %s::text::xid8',
+            (str(position.xact), position.id, str(horizon)),
+            output_field=models.BooleanField(),
+        )
+        return (
+            self.filter(after)
+            .annotate(
+                stream_xact=RawSQL(
+                    f'"{table}"."xact"::text::bigint', (), output_field=models.BigIntegerField()
+                )
+            )
+            .order_by(RawSQL(f'"{table}"."xact"', ()).asc(), "id")
+        )
 
 
 class Event(models.Model):
@@ -79,3 +206,8 @@ class Event(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnly("events are append-only; retention purges them in bulk")
+
+    @property
+    def stream_position(self) -> StreamPosition:
+        """This event's place in the export stream (read through `stream_after`)."""
+        return StreamPosition(self.stream_xact, self.pk)

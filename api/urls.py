@@ -1,7 +1,6 @@
 """/api/: the schema, the docs, the problem-type pages and version 1.
 
-Reports (`/api/v1/reports/…`) and the event export (`/api/v1/events/`) join
-`v1_patterns` when they exist.
+Reports (`/api/v1/reports/…`) join `v1_patterns` when they exist.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from api.problems import api_page_not_found, problem_type_page
 from api.views.accounts import AccountDetail, AccountList
 from api.views.cases import CaseDetail, CaseList, CaseNotes
+from api.views.events import EventExport
 from api.views.queues import QueueClaimNext, QueueList
 from api.views.signals import SignalReceive, SignalReceiveBatch
 from api.views.transitions import (
@@ -66,6 +66,7 @@ v1_patterns = [
     path("signals/batch", SignalReceiveBatch.as_view(), name="signal-batch"),
     path("queues/", QueueList.as_view(), name="queue-list"),
     path("queues/<id:queue_id>/claim-next", QueueClaimNext.as_view(), name="queue-claim-next"),
+    path("events/", EventExport.as_view(), name="event-export"),
 ]
 
 urlpatterns = [
