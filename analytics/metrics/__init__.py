@@ -1,0 +1,77 @@
+"""Manager metrics: one definition per metric, next to the SQL that computes it.
+
+Layers: raw events (`analytics.Event`, immutable) → enriched facts (the `Task` rows
+with their timestamps and outcomes, `SlaTimer`, `Case`, `Account`, the context log)
+→ these metrics. Each report family is one module whose docstring is the definition
+of its metrics (what counts, which clock, which window); `base` holds what they
+share (filters, percentiles, weeks). The admin pages (`analytics.views`) and the API
+call `run()`; nothing else computes these numbers.
+
+`analytics.metrics.replay` recomputes every report from the raw events alone, with
+its own simple code (no SQL shared): the reconciliation tests and the benchmark
+check that both agree.
+
+Every report runs a fixed number of aggregate queries whatever the data size, and
+reads only the facts of its date range (or the open work) through indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from analytics.metrics import automation, first_value, funnel, sla, workload
+from analytics.metrics.base import LIST_LIMIT, Filters, Report
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    key: str
+    title: str
+    module: object
+    compute: Callable[..., Report]
+
+    @property
+    def definition(self) -> str:
+        return (self.module.__doc__ or "").strip()
+
+
+def _sla(f: Filters, now: datetime, limit: int | None) -> Report:
+    return sla.sla_compliance(f, now=now, limit=limit)
+
+
+def _funnel(f: Filters, now: datetime, limit: int | None) -> Report:
+    return funnel.funnel(f, now=now)
+
+
+def _first_value(f: Filters, now: datetime, limit: int | None) -> Report:
+    return first_value.time_to_first_value(f, now=now)
+
+
+def _automation(f: Filters, now: datetime, limit: int | None) -> Report:
+    return automation.automation(f)
+
+
+def _workload(f: Filters, now: datetime, limit: int | None) -> Report:
+    return workload.workload(f)
+
+
+REPORTS: dict[str, ReportSpec] = {
+    spec.key: spec
+    for spec in (
+        ReportSpec(sla.KEY, sla.TITLE, sla, _sla),
+        ReportSpec(funnel.KEY, funnel.TITLE, funnel, _funnel),
+        ReportSpec(first_value.KEY, first_value.TITLE, first_value, _first_value),
+        ReportSpec(automation.KEY, automation.TITLE, automation, _automation),
+        ReportSpec(workload.KEY, workload.TITLE, workload, _workload),
+    )
+}
+
+
+def run(key: str, filters: Filters, *, now: datetime, limit: int | None = LIST_LIMIT) -> Report:
+    """The report `key` for `filters` as of `now` (lists cut at `limit` rows; None: all)."""
+    return REPORTS[key].compute(filters, now, limit)
+
+
+__all__ = ["REPORTS", "Filters", "Report", "ReportSpec", "run"]

@@ -1,0 +1,299 @@
+"""SLA compliance: are steps done within their targets, in business time?
+
+Definitions
+-----------
+- **Clock**: an SLA timer on a step (`SlaTimer`, kind `task`). A step gets one when
+  it goes live and its step (or its queue) has a policy; a reopened step gets a new
+  one. Case clocks (time to live) are not part of this report.
+- **Verdict**: a clock is *met* when its step is done within the target, *breached*
+  when the target passed first (the breach stands even if the work is done later).
+  Clocks cancelled (step skipped, case cancelled, step reopened) and clocks still
+  running or paused have no verdict and are not counted.
+- **Verdict time**: when it was met (the step was done) or when it breached. The date
+  range selects clocks by verdict time; the week of a verdict is its Monday.
+- **% met** = met / (met + breached), per step, per queue, per agent (the task's
+  queue and assignee, i.e. where and with whom the step finished or sits now), per
+  week, and overall.
+- **Business time used** (median, met clocks): the business seconds the clock
+  counted against its target, in its policy's calendar, excluding paused time
+  (waiting on the customer, case on hold, as the policy says).
+- **Breached list**: breached clocks with their breach in the range, newest first;
+  *work open* means the step is still not finished.
+- **At-risk list** (now, whatever the range): clocks running (not paused) whose
+  warning has been recorded by the sweep (they passed their warning threshold) and
+  that have not breached, soonest due first. The sweep runs every minute, so the
+  list is as fresh as the last sweep.
+- **Whose time** (per step): for clocks that stopped in the range with a verdict, the
+  business time of the whole clock split by who it was waiting on: *us* (a person:
+  queued or in progress), *automation* (scheduled or running), *customer* (waiting on
+  the customer, or the case on hold). Paused time is included here: it is where the
+  time went, not what counted against the target.
+
+Filters: all (queue and agent filter the clock's task).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from analytics.metrics.base import (
+    LIST_LIMIT,
+    Column,
+    Filters,
+    Report,
+    Table,
+    case_conditions,
+    fetch,
+    share,
+    task_conditions,
+    where,
+)
+
+KEY = "sla"
+TITLE = "SLA compliance"
+
+
+def _joins(f: Filters) -> tuple[str, list[str], dict]:
+    conds, params, needs_account = case_conditions(f)
+    tconds, tparams = task_conditions(f)
+    joins = "JOIN onboarding_task t ON t.id = s.task_id"
+    if conds:
+        joins += " JOIN onboarding_case c ON c.id = s.case_id"
+        if needs_account:
+            joins += " JOIN onboarding_account a ON a.id = c.account_id"
+    return joins, conds + tconds, {**params, **tparams}
+
+
+_VERDICTS = """
+WITH v AS (
+  SELECT s.task_id, s.case_id, s.state, s.consumed_seconds,
+         CASE WHEN s.state = 'met' THEN s.stopped_at ELSE s.breached_at END AS at
+  FROM onboarding_slatimer s
+  WHERE s.kind = 'task'
+    AND ((s.state = 'met' AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s)
+      OR (s.state = 'breached' AND s.breached_at >= %(since)s AND s.breached_at < %(until)s))
+), g AS (
+  SELECT GROUPING(t.step_key) AS g_step, GROUPING(t.queue_id) AS g_queue,
+         GROUPING(t.assignee_id) AS g_agent, GROUPING(w.week) AS g_week,
+         t.step_key, t.queue_id, t.assignee_id, w.week,
+         count(*) FILTER (WHERE s.state = 'met') AS met,
+         count(*) FILTER (WHERE s.state = 'breached') AS breached,
+         percentile_disc(0.5) WITHIN GROUP (ORDER BY s.consumed_seconds)
+           FILTER (WHERE s.state = 'met') AS p50_used
+  FROM v s {joins}
+  CROSS JOIN LATERAL (SELECT date_trunc('week', s.at AT TIME ZONE %(tz)s)::date AS week) w
+  WHERE {where}
+  GROUP BY GROUPING SETS ((t.step_key), (t.queue_id), (t.assignee_id), (w.week), ())
+)
+SELECT g.*, q.key, q.name, u.username, trim(u.first_name || ' ' || u.last_name)
+FROM g
+LEFT JOIN onboarding_queue q ON q.id = g.queue_id
+LEFT JOIN auth_user u ON u.id = g.assignee_id
+"""
+
+_WHOSE_TIME = """
+SELECT t.step_key, count(*),
+       sum(coalesce((s.attribution->>'internal')::float, 0)),
+       sum(coalesce((s.attribution->>'automation')::float, 0)),
+       sum(coalesce((s.attribution->>'customer')::float, 0))
+FROM onboarding_slatimer s {joins}
+WHERE s.kind = 'task' AND s.state IN ('met', 'breached')
+  AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s AND {where}
+GROUP BY t.step_key ORDER BY t.step_key
+"""
+
+_LIST = """
+SELECT s.case_id, t.step_key, q.key, t.assignee_id, {when}, {extra},
+       acc.name, u.username, count(*) OVER ()
+FROM onboarding_slatimer s {joins}
+JOIN onboarding_case lc ON lc.id = s.case_id
+JOIN onboarding_account acc ON acc.id = lc.account_id
+LEFT JOIN onboarding_queue q ON q.id = t.queue_id
+LEFT JOIN auth_user u ON u.id = t.assignee_id
+WHERE s.kind = 'task' AND {condition} AND {where}
+ORDER BY {order}
+LIMIT %(limit)s
+"""
+
+
+def _name(username: str | None, full: str | None) -> str:
+    return (full or "").strip() or username or ""
+
+
+def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT) -> Report:
+    report = Report(KEY, TITLE, f)
+    joins, conds, params = _joins(f)
+    params.update(since=f.since, until=f.until, tz=str(f.tz), now=now, limit=limit)
+    rows = fetch(_VERDICTS.format(joins=joins, where=where(conds)), params)
+
+    def pct(met: int, breached: int) -> float | None:
+        return share(met, met + breached)
+
+    counts = [
+        Column("met", "Met", "int"),
+        Column("breached", "Breached", "int"),
+        Column("pct_met", "% met", "pct"),
+    ]
+    by_step, by_queue, by_agent, by_week, overall = [], [], [], [], []
+    for (
+        g_step,
+        g_queue,
+        g_agent,
+        g_week,
+        step_key,
+        _queue_id,
+        agent_id,
+        week,
+        met,
+        breached,
+        p50,
+        queue_key,
+        queue_name,
+        username,
+        full,
+    ) in rows:
+        tail = (met, breached, pct(met, breached))
+        if not g_step:
+            by_step.append((step_key, *tail, p50))
+        elif not g_queue:
+            by_queue.append((queue_key, queue_name or "(no queue)", *tail))
+        elif not g_agent:
+            by_agent.append((agent_id, _name(username, full) or "(unassigned)", *tail))
+        elif not g_week:
+            by_week.append((week, *tail))
+        else:
+            overall.append(tail)
+    report.add(
+        Table(
+            "summary",
+            "Overall",
+            counts,
+            overall or [(0, 0, None)],
+            note="Clocks with a verdict in the range.",
+        )
+    )
+    report.add(
+        Table(
+            "by_step",
+            "By step",
+            [
+                Column("step_key", "Step"),
+                *counts,
+                Column("p50_used", "Median business time used (met)", "hours"),
+            ],
+            sorted(by_step),
+        )
+    )
+    report.add(
+        Table(
+            "by_queue",
+            "By queue",
+            [Column("queue", "Queue"), Column("queue_name", "Name", compare=False), *counts],
+            sorted(by_queue, key=lambda r: (r[0] is None, r[0] or "")),
+        )
+    )
+    report.add(
+        Table(
+            "by_agent",
+            "By agent",
+            [
+                Column("agent_id", "Agent id", "int"),
+                Column("agent", "Agent", compare=False),
+                *counts,
+            ],
+            sorted(by_agent, key=lambda r: (r[0] is None, r[0] or 0)),
+            note="The person the step finished with (or is with now).",
+        )
+    )
+    report.add(
+        Table("by_week", "By week", [Column("week", "Week of", "date"), *counts], sorted(by_week))
+    )
+
+    whose = fetch(_WHOSE_TIME.format(joins=joins, where=where(conds)), params)
+    report.add(
+        Table(
+            "whose_time",
+            "Whose time: waiting on us vs on the customer (business hours)",
+            [
+                Column("step_key", "Step"),
+                Column("clocks", "Clocks", "int"),
+                Column("internal", "On us (people)", "hours"),
+                Column("automation", "On us (automation)", "hours"),
+                Column("customer", "On the customer", "hours"),
+                Column("customer_share", "Customer share", "pct"),
+            ],
+            [
+                (step, n, internal, auto, cust, share(cust, internal + auto + cust))
+                for step, n, internal, auto, cust in whose
+            ],
+            note="Clocks that stopped in the range with a verdict; paused time included.",
+        )
+    )
+
+    list_columns = [
+        Column("case_id", "Case", "case"),
+        Column("step_key", "Step"),
+        Column("queue", "Queue"),
+        Column("agent_id", "Agent id", "int"),
+    ]
+    breached = fetch(
+        _LIST.format(
+            joins=joins,
+            where=where(conds),
+            when="s.breached_at",
+            extra="s.stopped_at IS NULL",
+            condition="s.state = 'breached' AND s.breached_at >= %(since)s "
+            "AND s.breached_at < %(until)s",
+            order="s.breached_at DESC, s.case_id, t.step_key, s.id",
+        ),
+        params,
+    )
+    report.add(
+        Table(
+            "breached",
+            "Breached",
+            [
+                *list_columns,
+                Column("breached_at", "Breached at", "datetime"),
+                Column("work_open", "Work still open"),
+                Column("account", "Account", compare=False),
+                Column("agent", "Agent", compare=False),
+            ],
+            [r[:-1] for r in breached],
+            total=breached[0][-1] if breached else 0,
+            note="Newest first.",
+        )
+    )
+    at_risk = fetch(
+        _LIST.format(
+            joins=joins,
+            where=where(conds),
+            when="s.due_at",
+            extra="s.warned_at",
+            condition="s.state = 'running' AND s.warned_at IS NOT NULL",
+            order="s.due_at, s.case_id, t.step_key, s.id",
+        ),
+        params,
+    )
+    report.add(
+        Table(
+            "at_risk",
+            "At risk now",
+            [
+                *list_columns,
+                Column("due_at", "Breaches at", "datetime"),
+                Column("warned_at", "Warned at", "datetime"),
+                Column("account", "Account", compare=False),
+                Column("agent", "Agent", compare=False),
+            ],
+            [r[:-1] for r in at_risk],
+            total=at_risk[0][-1] if at_risk else 0,
+            note="Running clocks past their warning, not breached; soonest first. "
+            "Not limited to the date range.",
+        )
+    )
+    report.extra["now"] = now
+    return report
+
+
+__all__ = ["KEY", "TITLE", "sla_compliance"]
