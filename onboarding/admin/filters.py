@@ -16,9 +16,9 @@ from django.http import HttpRequest
 from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.models import SlaTimer, Task
-from onboarding.models.cases import OPEN_CASE_STATES
+from onboarding.models.cases import NON_FINAL_TASK_STATES
+from onboarding.sla_status import STATUS_LABELS, SlaStatus, open_work_clocks, timer_status_q
 from onboarding.workspace.selectors import OPEN_WORK_STATES, queues_for
-from onboarding.workspace.sla import STATUS_LABELS, SlaStatus, timer_status_q
 
 SLA_CHOICES = [
     (status, STATUS_LABELS[status])
@@ -97,12 +97,7 @@ class SlaStatusFilter(admin.SimpleListFilter):
         condition = timer_status_q(value, clock.now())
         if queryset.model is Task:
             timers = SlaTimer.objects.filter(task=OuterRef("pk"))
-            return queryset.filter(state__in=OPEN_WORK_STATES).filter(
+            return queryset.filter(state__in=NON_FINAL_TASK_STATES).filter(
                 Exists(timers.filter(condition))
             )
-        # An open case counts by its own clock and the clocks of its open tasks.
-        timers = SlaTimer.objects.filter(case=OuterRef("pk")).filter(
-            Q(task__isnull=True, case__state__in=OPEN_CASE_STATES)
-            | Q(task__state__in=OPEN_WORK_STATES)
-        )
-        return queryset.filter(Exists(timers.filter(condition)))
+        return queryset.filter(Exists(open_work_clocks(OuterRef("pk")).filter(condition)))

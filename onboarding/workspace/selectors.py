@@ -16,7 +16,7 @@ from onboarding.models import Case, ContextEntry, Queue, SlaTimer, Task
 from onboarding.models.cases import TaskState
 from onboarding.models.sla import TimerState
 from onboarding.selectors import sees_everything
-from onboarding.workspace.sla import SlaBadge, SlaStatus, badge_for, timer_status_q
+from onboarding.sla_status import SlaBadge, SlaStatus, badge_for, timer_status_q
 
 # Work someone still owes: waiting in a queue, being worked, or waiting on the customer.
 OPEN_WORK_STATES = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.WAITING)

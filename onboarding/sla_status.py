@@ -1,14 +1,26 @@
-"""SLA badges: what a timer means to the person looking at it, in business time."""
+"""SLA status: the one definition of on track / at risk / breached / paused / met.
+
+A clock (SlaTimer) is *breached* once its state says so or while it runs past its due
+instant (the sweep records breaches a little after the fact; readers do not wait for
+it), *at risk* while it runs past its warning instant, *on track* while it runs
+before that, *paused* while stopped by a pause state or a case on hold, *met* when its
+step finished in time. Open work is judged by the clocks of open tasks and the case's
+own clock while the case is open: `timer_status` for one row in Python, `timer_status_q`
+and `open_work_clocks` for the same rules in SQL (filters, counts, the API).
+
+Badges turn a clock into what an agent reads: the status and the business time left.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from onboarding import calendar as bizcal
 from onboarding.models import SlaTimer
+from onboarding.models.cases import NON_FINAL_TASK_STATES, OPEN_CASE_STATES
 from onboarding.models.sla import TimerState
 from onboarding.services.sla import calendar_of
 
@@ -123,3 +135,12 @@ def timer_status_q(status: str, now: datetime, prefix: str = "") -> Q:
     if status == SlaStatus.MET:
         return q(state=TimerState.MET)
     raise ValueError(f"unknown SLA status {status!r}")
+
+
+def open_work_clocks(case_ref: object) -> QuerySet[SlaTimer]:
+    """The clocks that judge a case's open work: those of its open tasks, and its own
+    time-to-live clock while the case is open. `case_ref` is a case id or OuterRef."""
+    return SlaTimer.objects.filter(case=case_ref).filter(
+        Q(task__isnull=True, case__state__in=OPEN_CASE_STATES)
+        | Q(task__state__in=NON_FINAL_TASK_STATES)
+    )
