@@ -157,3 +157,49 @@ def test_claim_note_hand_off_complete_hide_and_hold(open_page, world):
     )
     case.refresh_from_db()
     assert case.state == "on_hold"
+
+
+def test_a_reassigned_task_moves_desks_and_a_stale_page_says_so(open_page, world):
+    people, case = world
+    kickoff = _task(case, "kickoff")
+    specialists = kickoff.queue
+    specialists.members.add(people["ben"])
+    services.task_claim(task_id=kickoff.pk, actor=Actor.for_user(people["ada"]))
+
+    # Ada has the case open, with her work buttons.
+    ada = open_page(people["ada"])
+    ada.goto(f"{open_page.base_url}/admin/onboarding/case/{case.pk}/change/")
+    expect(ada.locator("[data-step=kickoff] details[data-action=complete]")).to_be_visible()
+
+    # Meanwhile Mia reassigns the step to Ben.
+    mia = open_page(people["mia"])
+    mia.goto(f"{open_page.base_url}/admin/onboarding/case/{case.pk}/change/")
+    reassign = mia.locator("[data-step=kickoff] details[data-action=reassign]")
+    reassign.locator("summary").click()
+    reassign.locator("select[name$=to_assignee]").select_option(label="Ben Okafor")
+    reassign.locator("textarea[name$=note]").fill("Ada is out this afternoon.")
+    reassign.get_by_role("button", name="Reassign").click()
+    expect(mia.locator("body")).to_contain_text("kickoff was reassigned.")
+    expect(mia.locator("[data-step=kickoff] [data-testid=task-assignee]")).to_have_text(
+        "Ben Okafor"
+    )
+
+    # Ada's page is stale: completing from it changes nothing and says why.
+    complete = ada.locator("[data-step=kickoff] details[data-action=complete]")
+    complete.locator("summary").click()
+    complete.locator("textarea[name$=note]").fill("Done (I thought).")
+    complete.get_by_role("button", name="Complete").click()
+    expect(ada.locator("body")).to_contain_text("changed while you had the page open")
+    kickoff.refresh_from_db()
+    assert (kickoff.state, kickoff.assignee_id) == ("queued", people["ben"].pk)
+
+    # Ben finds it on his desk, reserved for him, and claims it from the case page.
+    ben = open_page(people["ben"])
+    mine = ben.locator("[data-testid=my-work-table]")
+    expect(mine).to_contain_text("Kickoff call")
+    expect(mine).to_contain_text("reserved for you")
+    mine.get_by_role("link", name="Kickoff call").click()
+    ben.locator("[data-step=kickoff]").get_by_role("button", name="Claim").click()
+    expect(ben.locator("[data-step=kickoff]")).to_have_attribute("data-state", "in_progress")
+    handoff = ben.locator("[data-testid=timeline] li[data-kind=handoff]").first
+    expect(handoff).to_contain_text("Ada is out this afternoon.")
