@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from analytics.views.reports import reports_view
 from onboarding.workspace import views
 
 app_name = "workspace"
@@ -12,5 +13,5 @@ urlpatterns = [
         admin.site.admin_view(views.claim_next_view),
         name="claim_next",
     ),
-    path("reports/", admin.site.admin_view(views.reports_view), name="reports"),
+    path("reports/", admin.site.admin_view(reports_view), name="reports"),
 ]

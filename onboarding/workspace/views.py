@@ -96,10 +96,6 @@ def claim_next_view(request: HttpRequest, queue_id: int) -> HttpResponse:
     return HttpResponseRedirect(case_url(task.case_id))
 
 
-def reports_view(request: HttpRequest) -> TemplateResponse:
-    return _page(request, "workspace/reports.html", "Reports")
-
-
 # --- the case page -------------------------------------------------------------------------
 
 

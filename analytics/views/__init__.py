@@ -1,0 +1,1 @@
+"""Analytics pages in the admin (the Reports section)."""

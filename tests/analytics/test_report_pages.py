@@ -1,0 +1,159 @@
+"""The Reports section: managers read every report with its charts, filters and CSV;
+agents are refused; each page costs the same few queries whatever the data."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from analytics.metrics import REPORTS
+from onboarding import services
+from onboarding.models import Account, Playbook
+from tests.conftest import act, task_of
+
+pytestmark = pytest.mark.django_db
+
+URL = reverse("workspace:reports")
+
+
+@pytest.fixture
+def as_user(client: Client) -> Callable[[User], Client]:
+    def login(user: User) -> Client:
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def history(
+    human_playbook: Playbook,
+    make_account: Callable[..., Account],
+    system,
+    agent_a: User,
+) -> list:
+    """Three cases: one done, one half-way, one untouched."""
+    cases = [
+        services.case_open(account=make_account(plan=plan), playbook=human_playbook, actor=system)
+        for plan in ("growth", "enterprise", "growth")
+    ]
+    agent = act(agent_a)
+    for case, steps in zip(cases, (("kickoff", "review"), ("kickoff",), ()), strict=True):
+        for key in steps:
+            task = task_of(case, key)
+            services.task_claim(task_id=task.pk, actor=agent)
+            services.task_complete(task_id=task.pk, actor=agent)
+    return cases
+
+
+@pytest.mark.parametrize("key", list(REPORTS))
+def test_a_manager_sees_each_report_with_its_charts_and_tables(as_user, manager, history, key):
+    response = as_user(manager).get(URL, {"report": key})
+
+    assert response.status_code == 200
+    assert response.context["report"].key == key
+    charts = response.context["charts"]
+    assert charts, "every report draws at least one chart"
+    for chart in charts:
+        assert chart.data["labels"] is not None
+        assert chart.data["datasets"] and all("data" in d for d in chart.data["datasets"])
+    page = response.content.decode()
+    assert 'class="chart"' in page and "data-value=" in page  # Unfold's Chart.js canvas
+    for table in response.context["report"].tables.values():
+        assert f'data-table="{table.name}"' in page
+        assert f'data-testid="csv-{table.name}"' in page
+
+
+def test_the_workload_page_counts_the_history(as_user, manager, history, queue):
+    response = as_user(manager).get(URL, {"report": "workload"})
+
+    tables = response.context["report"].tables
+    assert tables["done_summary"].rows == [(3,)]  # two steps of case 1, one of case 2
+    assert tables["open_by_queue"].comparable() == [(queue.key, 2, 0, 0, 0, 2)]
+    done_chart = response.context["charts"][1]
+    assert sum(done_chart.data["datasets"][0]["data"]) == 3
+
+
+def test_filters_come_from_the_query_string(as_user, manager, history):
+    response = as_user(manager).get(URL, {"report": "workload", "plan": "enterprise"})
+
+    assert response.context["report"].filters.plan == "enterprise"
+    assert response.context["report"].tables["done_summary"].rows == [(1,)]
+
+
+def test_a_bad_filter_is_shown_and_the_rest_still_apply(as_user, manager, history):
+    response = as_user(manager).get(
+        URL,
+        {"report": "workload", "plan": "enterprise", "start": "2026-05-02", "end": "2026-05-01"},
+    )
+
+    assert response.status_code == 200
+    assert "end" in response.context["form"].errors
+    assert response.context["report"].filters.plan == "enterprise"
+
+
+def test_every_table_downloads_as_csv(as_user, manager, history):
+    client = as_user(manager)
+    for key, spec in REPORTS.items():
+        page = client.get(URL, {"report": key})
+        for name, table in page.context["report"].tables.items():
+            response = client.get(URL, {"report": key, "format": "csv", "table": name})
+            assert response.status_code == 200, (key, name)
+            assert response["Content-Type"].startswith("text/csv")
+            assert f"{key}-{name}-" in response["Content-Disposition"]
+            rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+            assert len(rows[0]) == len(table.columns), (spec.title, name)
+            assert len(rows) == 1 + len(table.rows)
+
+
+def test_an_unknown_table_is_not_found(as_user, manager, history):
+    response = as_user(manager).get(URL, {"report": "sla", "format": "csv", "table": "nope"})
+
+    assert response.status_code == 404
+
+
+def test_agents_are_refused(as_user, agent_a):
+    response = as_user(agent_a).get(URL)
+
+    assert response.status_code == 403
+
+
+def test_anonymous_people_are_sent_to_the_login(client):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("key", list(REPORTS))
+def test_a_page_runs_the_same_queries_for_three_cases_as_for_thirty(
+    as_user, manager, human_playbook, make_account, system, agent_a, key
+):
+    client = as_user(manager)
+    agent = act(agent_a)
+
+    def add_cases(n: int) -> None:
+        for _ in range(n):
+            case = services.case_open(account=make_account(), playbook=human_playbook, actor=system)
+            task = task_of(case, "kickoff")
+            services.task_claim(task_id=task.pk, actor=agent)
+            services.task_complete(task_id=task.pk, actor=agent)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(URL, {"report": key}).status_code == 200
+        return len(captured)
+
+    add_cases(3)
+    few = queries()
+    add_cases(27)
+    assert queries() == few
+    assert few <= 16
