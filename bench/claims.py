@@ -713,12 +713,17 @@ def verify(url: str, out: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def service_select_sql() -> str | None:
-    """The service's candidate select as it runs on PostgreSQL (None if it moved)."""
-    from onboarding.services import tasks
-    from onboarding.statements import skip_locked
+    """The service's claim-next select as it runs on PostgreSQL (None if it moved)."""
+    from django.db import transaction
 
-    sql = getattr(tasks, "_NEXT_IN_QUEUE", None)
-    return " ".join(skip_locked(sql, "c, t").split()) if sql else None
+    from onboarding.services import tasks
+    from onboarding.statements import CompiledQuery, skip_locked
+
+    query = getattr(tasks, "_NEXT_IN_QUEUE", None)
+    if isinstance(query, CompiledQuery):  # task+case+account, locked, SKIP LOCKED
+        with transaction.atomic():  # Django compiles FOR UPDATE only in a transaction
+            return query.sql()
+    return " ".join(skip_locked(query, "c, t").split()) if query else None  # ids only
 
 
 def explain_selects(url: str, queue_id: int, user_id: int) -> dict[str, Any]:
@@ -757,14 +762,36 @@ def explain_selects(url: str, queue_id: int, user_id: int) -> dict[str, Any]:
     }
 
 
-def _candidate_label(label: str) -> str:
-    """The service's candidate select is the only multi-line statement, and the libpq
-    trace splits it over lines, so WireTrace cannot read its name and labels its Bind
-    `EXECUTE <name>`; an empty name is the unnamed (not prepared) statement."""
-    if not label.startswith("EXECUTE "):
-        return label
-    name = label.removeprefix("EXECUTE ").removesuffix(" (prepared)").strip()
-    return "SELECT onboarding_task … SKIP LOCKED" + (" (prepared)" if name else "")
+class ClaimTrace(WireTrace):
+    """WireTrace whose labels tell a `… SKIP LOCKED` select from a plain locking one
+    (the claim-next select from `lock_task`'s)."""
+
+    def _statements(self) -> list[str]:
+        out: list[str] = []
+        label = None
+
+        def short(sql: str) -> str:
+            return _short(sql) + (" … SKIP LOCKED" if "SKIP LOCKED" in sql else "")
+
+        for line in self.lines:
+            parts = line.split("\t")
+            if len(parts) < 3:
+                continue
+            body = parts[3] if len(parts) > 3 else ""
+            if parts[0] == "F":
+                if parts[2] == "Query" and label is None:
+                    label = short(body.strip().strip('"'))
+                elif parts[2] == "Parse" and (m := self.PARSE.match(body)):
+                    if m.group(1):
+                        self.names[m.group(1)] = m.group(2)
+                    label = label or short(m.group(2))
+                elif parts[2] == "Bind" and label is None and (m := self.BIND.match(body)):
+                    name = m.group(1)
+                    label = short(self.names.get(name, f"EXECUTE {name}")) + " (prepared)"
+            elif parts[2] == "ReadyForQuery":
+                out.append(label or "?")
+                label = None
+        return out
 
 
 def count_round_trips(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -787,7 +814,7 @@ def count_round_trips(ctx: dict[str, Any]) -> dict[str, Any]:
 
     def measure(actor: Actor) -> dict[str, Any]:
         claimer.actor = actor
-        with CaptureQueriesContext(connection) as q, WireTrace(pgconn, names) as w:
+        with CaptureQueriesContext(connection) as q, ClaimTrace(pgconn, names) as w:
             task_id = claimer.claim()
         if not task_id:
             raise RuntimeError("round trips: nothing was claimed")
@@ -796,13 +823,13 @@ def count_round_trips(ctx: dict[str, Any]) -> dict[str, Any]:
             "django_captured": len(captured),
             "django_statements": captured,
             "wire_round_trips": w.round_trips,
-            "wire_statements": [_candidate_label(s) for s in w.statements],
+            "wire_statements": w.statements,
         }
 
     out: dict[str, Any] = {}
     warm = Actor.for_user(get_user_model().objects.get(pk=user_id), source="bench")
     claimer.actor = warm
-    with WireTrace(pgconn, names):  # past prepare_threshold, as in the timed loop
+    with ClaimTrace(pgconn, names):  # past prepare_threshold, as in the timed loop
         for _ in range(8):
             claimer.claim()
     out["service"] = measure(warm)
@@ -817,10 +844,10 @@ def count_round_trips(ctx: dict[str, Any]) -> dict[str, Any]:
 
     raw = RawClaimer(user_id, ctx)
     raw_names: dict[str, str] = {}
-    with WireTrace(raw.conn.pgconn, raw_names):
+    with ClaimTrace(raw.conn.pgconn, raw_names):
         for _ in range(8):
             raw.claim()
-    with WireTrace(raw.conn.pgconn, raw_names) as w:
+    with ClaimTrace(raw.conn.pgconn, raw_names) as w:
         raw.claim()
     out["raw"] = {"wire_round_trips": w.round_trips, "wire_statements": w.statements}
     raw.close()
@@ -848,6 +875,11 @@ STAGES = [  # (label, depth, (module or class, attribute)); absent ones print as
     ("task_claim_next: one claim", 0, (SERVICES, "task_claim_next")),
     ("Queue lookup: Queue.objects.filter(pk=…).first()", 1, ("QuerySet", "first")),
     ("Atomic.__enter__ (autocommit off; psycopg sends BEGIN next)", 1, ("Atomic", "__enter__")),
+    (
+        "claim-next select (CompiledQuery.first: task, case, account; SKIP LOCKED)",
+        1,
+        ("CompiledQuery", "first"),
+    ),
     ("lock_task (SELECT … FOR NO KEY UPDATE, 4 tables)", 1, (SERVICES, "lock_task")),
     ("apply_transition", 1, (SERVICES, "apply_transition")),
     ("check_transition", 2, (WRITE, "check_transition")),
@@ -933,12 +965,14 @@ def stage_breakdown(ctx: dict[str, Any], seconds: float) -> dict[str, Any]:
     from django.db import connections, transaction
     from django.db.models.query import QuerySet
 
+    from onboarding.statements import CompiledQuery
+
     reset(ctx["url"])
     claimer = ServiceClaimer(ctx["agent_ids"][0], ctx)
     _claim_for(claimer, 0.5)  # warm: caches, prepared statements
     connection = connections["default"]  # the real wrapper, not the proxy: patched below
     connection.ensure_connection()
-    classes = {"QuerySet": QuerySet, "Atomic": transaction.Atomic}
+    classes = {"QuerySet": QuerySet, "Atomic": transaction.Atomic, "CompiledQuery": CompiledQuery}
     timer = StageTimer()
     absent = set()
     for label, _depth, (owner, attr) in STAGES:

@@ -16,29 +16,60 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.query import get_related_populators
 
 
+class Literal(models.Expression):
+    """A string constant written into the SQL instead of passed as a parameter.
+
+    For the state of a partial index's predicate (`WHERE state = 'queued'`): once
+    a statement is prepared, PostgreSQL's generic plan for `state = $1` cannot prove
+    the predicate and so cannot use the index; with the constant inline it can.
+    """
+
+    def __init__(self, value: str) -> None:
+        super().__init__(output_field=models.CharField())
+        self.value = str(value)
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "'" + self.value.replace("'", "''") + "'", []
+
+
 class CompiledQuery:
     """A queryset built and compiled once per database, then re-run with new parameters.
 
     `build` must return a queryset whose only parameters are placeholders for the
-    values later passed to `first()`, in the same order.
+    values later passed to `first()`, in the same order. Give the placeholder values
+    as `placeholders` to have that order checked when the query compiles (Django
+    orders a filter's keyword arguments by name, after its positional Q objects).
     """
 
-    def __init__(self, build: Callable[[], models.QuerySet]) -> None:
+    def __init__(
+        self,
+        build: Callable[[], models.QuerySet],
+        *,
+        placeholders: tuple[Any, ...] | None = None,
+    ) -> None:
         self._build = build
+        self._placeholders = placeholders
         self._compiled: dict[tuple[str, str], tuple[Any, ...]] = {}
 
-    def _compile(self, using: str, n_params: int) -> tuple[Any, ...]:
+    def _compile(self, using: str, n_params: int | None) -> tuple[Any, ...]:
         queryset = self._build().using(using)
         compiler = queryset.query.get_compiler(using=using)
         sql, params = compiler.as_sql()
-        if len(params) != n_params:
+        if n_params is not None and len(params) != n_params:
             raise ValueError(f"compiled query has {len(params)} parameters, got {n_params}")
+        if self._placeholders is not None and tuple(params) != self._placeholders:
+            raise ValueError(f"compiled query's parameters are {params}, not {self._placeholders}")
         select, klass_info = compiler.select, compiler.klass_info
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         init_list = [col[0].target.attname for col in select[start:end]]
         populators = get_related_populators(klass_info, select, using)
         converters = compiler.get_converters([col[0] for col in select[: compiler.col_count]])
         return sql, compiler, converters, klass_info["model"], init_list, start, end, populators
+
+    def sql(self, using: str = DEFAULT_DB_ALIAS) -> str:
+        """The SQL as it runs (for EXPLAIN; a locking query compiles only in a transaction)."""
+        entry = self._compiled.get((using, connections[using].vendor))
+        return (entry or self._compile(using, None))[0]
 
     def first(self, *params: Any, using: str = DEFAULT_DB_ALIAS) -> Any:
         connection = connections[using]

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import connection
+from django.db.models import F, Q
 
-from onboarding import clock
+from onboarding import clock, frozen
 from onboarding.actors import Actor
 from onboarding.automation import dispatch_on_commit, retry_delay
 from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import ContextEntry, Queue, Task
-from onboarding.models.cases import TaskState
+from onboarding.models.accounts import SEGMENTATION_FIELDS
+from onboarding.models.cases import CaseState, TaskState
 from onboarding.services._write import apply_transition, atomic_write, lock_task, required_text
 from onboarding.services.assignment import active_queue_member, auto_assign
 from onboarding.services.workflow import advance_case
-from onboarding.statements import insert_row, skip_locked
+from onboarding.statements import CompiledQuery, Literal, insert_row
 
 
 def add_context_entry(
@@ -219,21 +220,44 @@ def _claim(task: Task, actor: Actor) -> Task:
     return task
 
 
-# Rides the task_claim_order index; SKIP LOCKED: two agents never get the same task
-# and never wait on each other.
-_NEXT_IN_QUEUE = """
-    SELECT t.id FROM onboarding_task t JOIN onboarding_case c ON c.id = t.case_id
-    WHERE t.queue_id = %s AND t.state = 'queued' AND c.state = 'active'
-      AND (t.assignee_id IS NULL OR t.assignee_id = %s)
-    ORDER BY t.sla_due_at ASC NULLS LAST, t.priority DESC, t.activated_at ASC
-    LIMIT 1"""
+# The head of a queue, locked: rides the task_claim_order index (SLA due soonest, then
+# priority, then age); SKIP LOCKED, so two agents never get the same task and never
+# wait on each other. It takes lock_task's locks (case, then task) and loads what the
+# claim reads, so the claim needs no second select: the task whole (the row that
+# moves, and what the service returns), its case's state (the transition's condition)
+# and playbook version, its account's segmentation (both for the event). Parameters:
+# queue id, then the claimer's user id. The states are written into the SQL: a
+# prepared statement's generic plan with `state = $n` cannot use the partial index (a
+# scan and sort of the whole queue instead).
+_NEXT_IN_QUEUE = CompiledQuery(
+    lambda: (
+        Task.objects.select_related("case__account")
+        .only(
+            *(f.name for f in Task._meta.concrete_fields),
+            "case__state",
+            "case__playbook_version",
+            "case__account",
+            *(f"case__account__{name}" for name in SEGMENTATION_FIELDS),
+        )
+        .filter(
+            queue_id=-1,
+            state=Literal(TaskState.QUEUED),
+            case__state=Literal(CaseState.ACTIVE),  # held cases are passed over
+        )
+        .filter(Q(assignee_id=None) | Q(assignee_id=-2))  # unreserved, or reserved for them
+        .order_by(F("sla_due_at").asc(nulls_last=True), "-priority", "activated_at")
+        .select_for_update(no_key=True, of=("case", "self"), skip_locked=True)[:1]
+    ),
+    placeholders=(-1, -2),
+)
 
 
 def task_claim_next(*, queue_id: int, actor: Actor) -> Task | None:
     """Claim the most urgent task of a queue (SLA due soonest, then priority, then age).
 
     Returns None when nothing is claimable. Tasks reserved for another agent by a
-    hand-off, and tasks of held cases, are passed over.
+    hand-off, and tasks of held cases, are passed over. The claim itself still goes
+    through the `claim` transition: permission, conditions, guarded write, one event.
     """
     try:
         queue_id = int(queue_id)
@@ -247,12 +271,12 @@ def task_claim_next(*, queue_id: int, actor: Actor) -> Task | None:
         if not actor.is_manager:
             raise Forbidden(f"{actor} does not work the {queue.name} queue.")
     user_id = actor.user.pk if actor.user is not None else None
-    with atomic_write(), connection.cursor() as cursor:
-        cursor.execute(skip_locked(_NEXT_IN_QUEUE, "c, t"), [queue_id, user_id])
-        row = cursor.fetchone()
-        if row is None:
+    with atomic_write():
+        task = _NEXT_IN_QUEUE.first(queue_id, user_id)
+        if task is None:
             return None
-        return _claim(lock_task(row[0]), actor)  # rows already ours: no wait
+        task.step = frozen.step(task.step_id)  # as lock_task: immutable, cached
+        return _claim(task, actor)
 
 
 def task_release(*, task_id: int, actor: Actor, reason: str = "") -> Task:

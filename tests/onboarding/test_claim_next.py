@@ -12,7 +12,7 @@ from django.db import connections
 from analytics.models import Event
 from onboarding import clock, services
 from onboarding.errors import Forbidden, NotFound
-from onboarding.models import SlaPolicy, Task
+from onboarding.models import SlaPolicy, SlaTimer, Task
 from tests.conftest import _agent, act, task_of
 
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
@@ -121,6 +121,63 @@ def test_a_paused_clock_leaves_the_due_time_empty_until_it_runs_again(open_in, a
     with clock.travel_to(T0 + timedelta(hours=2)):
         services.task_resume(task_id=task.pk, actor=agent)
     assert Task.objects.get(pk=task.pk).sla_due_at == T0 + timedelta(hours=5)
+
+
+@pytest.mark.django_db
+def test_the_claim_is_stored_with_its_one_event(open_in, queue, agent_a):
+    task = open_in()
+    agent = act(agent_a)
+
+    with clock.travel_to(T0 + timedelta(minutes=5)):
+        claimed = services.task_claim_next(queue_id=queue.pk, actor=agent)
+
+    stored = Task.objects.select_related("case__account").get(pk=task.pk)
+    assert (claimed.state, claimed.assignee_id) == ("in_progress", agent_a.pk)
+    assert (stored.state, stored.assignee_id) == ("in_progress", agent_a.pk)
+    assert stored.started_at == stored.updated_at == T0 + timedelta(minutes=5)
+    (event,) = Event.objects.filter(task_id=task.pk, name="Step Claimed")
+    assert (event.case_id, event.account_id, event.step_key) == (
+        stored.case_id,
+        stored.case.account_id,
+        "work",
+    )
+    assert event.segmentation == stored.case.account.segmentation()
+    assert (event.actor_type, event.actor_id) == ("agent", str(agent_a.pk))
+    assert event.properties == {
+        "transition": "claim",
+        "from_state": "queued",
+        "to_state": "in_progress",
+    }
+
+
+@pytest.mark.django_db
+def test_claiming_next_moves_the_clock_along_like_any_claim(open_in, queue, agent_a):
+    task = open_in(sla=policy(4))
+
+    with clock.travel_to(T0 + timedelta(hours=1)):
+        services.task_claim_next(queue_id=queue.pk, actor=act(agent_a))
+
+    timer = SlaTimer.objects.get(task_id=task.pk)
+    # The queued hour is accounted to us; the clock runs on, due as before.
+    assert timer.state == "running"
+    assert timer.segment_started_at == T0 + timedelta(hours=1)
+    assert timer.attribution == {"internal": 3600.0}
+    assert timer.consumed_seconds == 3600.0
+    assert Task.objects.get(pk=task.pk).sla_due_at == T0 + timedelta(hours=4)
+
+
+@pytest.mark.django_db
+def test_a_paused_state_pauses_the_clock_when_claimed_next(open_in, queue, agent_a):
+    sla = SlaPolicy.objects.create(
+        key="p", name="p", target=timedelta(hours=4), pause_states=["in_progress"]
+    )
+    task = open_in(sla=sla)
+
+    with clock.travel_to(T0 + timedelta(hours=1)):
+        services.task_claim_next(queue_id=queue.pk, actor=act(agent_a))
+
+    assert SlaTimer.objects.get(task_id=task.pk).state == "paused"
+    assert Task.objects.get(pk=task.pk).sla_due_at is None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,6 +11,7 @@ from onboarding import services
 from onboarding.errors import Conflict
 from onboarding.models import Task
 from onboarding.services._write import apply_transition, lock_task
+from onboarding.services.tasks import _NEXT_IN_QUEUE
 from tests.conftest import act, task_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,3 +63,35 @@ def test_an_update_that_finds_the_state_moved_writes_no_event(open_case, agent_a
 
     assert Event.objects.count() == events
     assert Task.objects.get(pk=task.pk).state == "in_progress"
+
+
+def _warm(agent):
+    """Load the actor's permissions and queues (cached on it), as a request would."""
+    assert agent.is_agent and agent.queue_ids and not agent.is_manager
+    return agent
+
+
+def test_claim_next_takes_four_round_trips(open_case, agent_a, queue):
+    agent = _warm(act(agent_a))
+
+    with CaptureQueriesContext(connection) as ctx:
+        task = services.task_claim_next(queue_id=queue.pk, actor=agent)
+
+    assert task == task_of(open_case, "kickoff")
+    statements = [q["sql"].split()[0] for q in ctx.captured_queries]
+    # BEGIN, the head of the queue locked (task, case, account), UPDATE+INSERT event, COMMIT
+    assert statements == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+    select = ctx.captured_queries[1]["sql"]
+    assert select.endswith('FOR NO KEY UPDATE OF "onboarding_case", "onboarding_task" SKIP LOCKED')
+    assert "ORDER BY" in select and "LIMIT 1" in select
+
+
+def test_claim_next_writes_its_states_into_the_sql(db):
+    with transaction.atomic():  # Django compiles FOR UPDATE only in a transaction
+        sql = _NEXT_IN_QUEUE.sql()
+
+    # Only the queue and the claimer are parameters: PostgreSQL's generic plan for a
+    # prepared `state = $n` could not use the partial index task_claim_order.
+    assert sql.count("%s") == 2
+    assert '"onboarding_task"."state" = (\'queued\')' in sql
+    assert '"onboarding_case"."state" = (\'active\')' in sql
