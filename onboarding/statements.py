@@ -78,9 +78,7 @@ class CompiledQuery:
         if entry is None:
             entry = self._compiled[key] = self._compile(using, len(params))
         sql, compiler, converters, model, init_list, start, end, populators = entry
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row, _ = run(connection, sql, params, fetch=True)
         if row is None:
             return None
         if converters:
@@ -89,6 +87,40 @@ class CompiledQuery:
         for populator in populators:
             populator.populate(row, obj)
         return obj
+
+
+def run(connection: Any, sql: str, params: Sequence[Any], *, fetch: bool) -> tuple[Any, int]:
+    """Execute one of these statements: its first row (when `fetch`) and its rowcount.
+
+    Through Django's cursor wrapper (database errors, execute wrappers), on a cursor
+    kept per statement for the connection's life. A psycopg cursor sets up its
+    adapters again (a dumper per parameter type, a loader per result column)
+    whenever it runs a different query than the last one, and Django opens a new
+    cursor per `connection.cursor()`; for the few small statements of a transition
+    that cost more than the rest of the cursor's work. While queries are logged
+    (DEBUG, CaptureQueriesContext) Django's own logging cursor is used instead.
+    """
+    if connection.queries_logged:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return (cursor.fetchone() if fetch else None), cursor.rowcount
+    # What connection.cursor() checks before it opens a cursor (inside atomic() the
+    # connection was checked and opened when the block began).
+    if not connection.in_atomic_block:
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+    connection.validate_thread_sharing()
+    cached = getattr(connection, "_statement_cursors", None)
+    if cached is None or cached[0] is not connection.connection:  # a new connection
+        cached = connection._statement_cursors = (connection.connection, {})
+    cursor = cached[1].get(sql)
+    if cursor is None or cursor.cursor.closed:
+        cursor = cached[1][sql] = connection.cursor()
+    cursor.execute(sql, params)
+    if not fetch:
+        return None, cursor.rowcount
+    with connection.wrap_database_errors:
+        return cursor.cursor.fetchone(), cursor.cursor.rowcount
 
 
 _UPDATE_SQL: dict[tuple[Any, ...], str] = {}
@@ -145,15 +177,11 @@ def update_if_state(
     params += [obj.pk, expected_state]
     if combine:
         params += _insert_params(then_insert, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if not combine:
-            updated = cursor.rowcount
-        else:
-            row = cursor.fetchone()
-            updated = 0 if row is None else 1
-            if row is not None:
-                _mark_inserted(then_insert, row[0], using)
+    row, updated = run(connection, sql, params, fetch=combine)
+    if combine:
+        updated = 0 if row is None else 1
+        if row is not None:
+            _mark_inserted(then_insert, row[0], using)
     if updated and then_insert is not None and not combine:
         insert_row(then_insert, using=using)
     return updated
@@ -190,11 +218,11 @@ def insert_row(obj: models.Model, *, using: str = DEFAULT_DB_ALIAS) -> models.Mo
     """INSERT a new row for `obj` with one cached statement and set its primary key."""
     connection = connections[using]
     sql, _ = _insert_statement(obj, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _insert_params(obj, connection))
-        if connection.features.can_return_columns_from_insert:
-            pk = cursor.fetchone()[0]
-        else:
+    if connection.features.can_return_columns_from_insert:
+        pk = run(connection, sql, _insert_params(obj, connection), fetch=True)[0][0]
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, _insert_params(obj, connection))
             pk = cursor.lastrowid
     _mark_inserted(obj, pk, using)
     return obj

@@ -95,3 +95,23 @@ def test_claim_next_writes_its_states_into_the_sql(db):
     assert sql.count("%s") == 2
     assert '"onboarding_task"."state" = (\'queued\')' in sql
     assert '"onboarding_case"."state" = (\'active\')' in sql
+
+
+def test_reused_statement_cursors_still_pass_through_execute_wrappers(
+    human_playbook, make_account, system, agent_a, queue
+):
+    for _ in range(2):
+        services.case_open(account=make_account(), playbook=human_playbook, actor=system)
+    agent = _warm(act(agent_a))
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql.split()[0])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        services.task_claim_next(queue_id=queue.pk, actor=agent)
+        services.task_claim_next(queue_id=queue.pk, actor=agent)  # the same cursors again
+
+    assert seen == ["SELECT", "WITH", "SELECT", "WITH"]
+    assert Event.objects.filter(name="Step Claimed").count() == 2
