@@ -1,9 +1,10 @@
-"""API tokens and stored idempotent responses."""
+"""API tokens, stored idempotent responses, webhook subscriptions and their deliveries."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -117,3 +118,137 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner} {self.key}"
+
+
+# --- webhooks -------------------------------------------------------------------------
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+ALL_EVENTS = "*"
+
+
+class WebhookSubscription(models.Model):
+    """An endpoint that receives the events it subscribed to, signed with its secret.
+
+    Its position in the event stream (`stream_xact`, `stream_event_id`) is where the
+    relay cuts its next deliveries from; it moves only in the transaction that stores
+    them, so a relay that dies loses nothing.
+    """
+
+    url = models.URLField(max_length=500)
+    event_names = models.JSONField(
+        default=list, help_text='Event names to receive, or ["*"] for every event.'
+    )
+    description = models.CharField(max_length=200, blank=True)
+    # Kept readable: every delivery is signed with it. Shown once, when created.
+    secret = models.CharField(max_length=80, editable=False)
+    is_active = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, editable=False)
+    stream_xact = models.BigIntegerField(default=0, editable=False)
+    stream_event_id = models.BigIntegerField(default=0, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_by_token = models.ForeignKey(
+        ApiToken,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "webhook"
+
+    def __str__(self) -> str:
+        return self.url
+
+    @staticmethod
+    def new_secret() -> str:
+        return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+    def wants(self, event_name: str) -> bool:
+        return ALL_EVENTS in self.event_names or event_name in self.event_names
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscription, sent until the receiver answers 2xx.
+
+    `delivery_id` is the same on every attempt and redelivery: receivers dedupe on it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # Like the event's own references: no constraint, events are purged by retention.
+    event = models.ForeignKey(
+        "analytics.Event",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    event_name = models.CharField(max_length=80)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts since it was last queued (a redelivery starts again)."
+    )
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    redeliveries = models.PositiveIntegerField(default=0, help_text="Manual redeliveries.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "event"], name="one_delivery_per_event_and_webhook"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="webhook_delivery_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} → {self.subscription_id} ({self.delivery_id})"
+
+
+class WebhookAttempt(models.Model):
+    """The log of one HTTP attempt of a delivery."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="log")
+    number = models.PositiveIntegerField()
+    attempted_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}"

@@ -22,6 +22,7 @@ from api.views.transitions import (
     case_transition_view,
     task_transition_view,
 )
+from api.views.webhooks import WebhookDeliveries, WebhookDetail, WebhookList
 
 
 class IdConverter:
@@ -67,6 +68,13 @@ v1_patterns = [
     path("queues/", QueueList.as_view(), name="queue-list"),
     path("queues/<id:queue_id>/claim-next", QueueClaimNext.as_view(), name="queue-claim-next"),
     path("events/", EventExport.as_view(), name="event-export"),
+    path("webhooks/", WebhookList.as_view(), name="webhook-list"),
+    path("webhooks/<id:webhook_id>", WebhookDetail.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<id:webhook_id>/deliveries",
+        WebhookDeliveries.as_view(),
+        name="webhook-deliveries",
+    ),
 ]
 
 urlpatterns = [

@@ -161,6 +161,12 @@ SWEEP_TIME_BUDGET_SECONDS = env_int("SWEEP_TIME_BUDGET_SECONDS", 20)
 AUTOMATION_REDISPATCH_SECONDS = env_int("AUTOMATION_REDISPATCH_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "onboarding.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "webhooks-relay": {
+        "task": "api.webhooks_relay",
+        "schedule": float(env_int("WEBHOOK_RELAY_INTERVAL_SECONDS", 2)),
+        # A run still queued when the next is due is dropped: the next one does it all.
+        "options": {"expires": float(env_int("WEBHOOK_RELAY_INTERVAL_SECONDS", 2))},
+    },
 }
 # Modules whose @automated_step handlers are registered at start-up.
 AUTOMATION_HANDLER_MODULES = env_list("AUTOMATION_HANDLER_MODULES", ["onboarding.handlers"])
@@ -193,6 +199,18 @@ API_TOKEN_THROTTLE_RATE = env_str("API_TOKEN_THROTTLE_RATE", "1200/min")
 API_SESSION_THROTTLE_RATE = env_str("API_SESSION_THROTTLE_RATE", "600/min")
 # Require an Idempotency-Key header on POST /api/v1/cases/ (optional when off).
 API_IDEMPOTENCY_KEY_REQUIRED = env_bool("API_IDEMPOTENCY_KEY_REQUIRED", False)
+# Webhooks (api/webhooks.py). The relay cuts deliveries from the event stream this
+# often; a delivery is retried after ~BASE·2^(n-1) seconds (with jitter, at most MAX)
+# up to MAX_ATTEMPTS times; a webhook is disabled after this many failures in a row.
+WEBHOOK_RELAY_INTERVAL_SECONDS = env_int("WEBHOOK_RELAY_INTERVAL_SECONDS", 2)
+WEBHOOK_RELAY_BATCH_SIZE = env_int("WEBHOOK_RELAY_BATCH_SIZE", 500)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 5)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 15)
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 10)
+# A due delivery whose queued send has not started this long after is queued again.
+WEBHOOK_REDISPATCH_SECONDS = env_int("WEBHOOK_REDISPATCH_SECONDS", 60)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Onboarding cases API",
     "DESCRIPTION": (

@@ -71,6 +71,8 @@ NAVIGATION = [
             _config("SLA timers", "avg_pace", "onboarding_slatimer"),
             _config("Business calendars", "calendar_month", "onboarding_businesscalendar"),
             _config("Reminders", "notifications", "onboarding_reminder"),
+            _config("API tokens", "key", "api_apitoken"),
+            _config("Webhooks", "webhook", "api_webhooksubscription"),
             _config("Users", "person", "auth_user"),
             _config("Groups", "group", "auth_group"),
         ],

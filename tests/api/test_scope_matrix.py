@@ -14,6 +14,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from analytics.models import Event
+from api.models import WebhookSubscription
+from api.webhooks import webhook_subscribe
 from onboarding import services
 from onboarding.models import Case, Signal
 from tests.api.conftest import ALL_SCOPES
@@ -83,6 +85,18 @@ ENDPOINTS = [
         {},
         refused_code="forbidden",
     ),
+    Endpoint("GET", "/api/v1/events/", "events:read", 200),
+    Endpoint("GET", "/api/v1/webhooks/", "webhooks:manage", 200),
+    Endpoint(
+        "POST",
+        "/api/v1/webhooks/",
+        "webhooks:manage",
+        201,
+        {"url": "https://crm.example.com/hooks/onboarding", "events": ["Case Completed"]},
+    ),
+    Endpoint("GET", "/api/v1/webhooks/{webhook}", "webhooks:manage", 200),
+    Endpoint("DELETE", "/api/v1/webhooks/{webhook}", "webhooks:manage", 204),
+    Endpoint("GET", "/api/v1/webhooks/{webhook}/deliveries", "webhooks:manage", 200),
 ]
 
 
@@ -98,6 +112,7 @@ def world(open_case, agent_a, queue, make_account) -> dict[str, Any]:
         "new_account": make_account().external_id,
         "waiting_task": kickoff.pk,
         "queue": queue.pk,
+        "webhook": webhook_subscribe(url="https://example.com/hook", event_names=["*"])[0].pk,
     }
 
 
@@ -117,8 +132,13 @@ def _call(client: APIClient, endpoint: Endpoint, world: dict[str, Any]) -> Any:
     return getattr(client, endpoint.method.lower())(path, body, format="json")
 
 
-def _state(world: dict[str, Any]) -> tuple[int, int, int]:
-    return Event.objects.count(), Case.objects.count(), Signal.objects.count()
+def _state(world: dict[str, Any]) -> tuple[int, ...]:
+    return (
+        Event.objects.count(),
+        Case.objects.count(),
+        Signal.objects.count(),
+        WebhookSubscription.objects.count(),
+    )
 
 
 ids = [f"{e.method} {e.path}" for e in ENDPOINTS]
@@ -146,6 +166,7 @@ class _Braces(dict):
         "case": "case_id",
         "waiting_task": "task_id",
         "queue": "queue_id",
+        "webhook": "webhook_id",
     }
 
     def __missing__(self, key: str) -> str:
