@@ -7,7 +7,8 @@ services touching the same case queue up instead of deadlocking.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import OperationalError, models, transaction
@@ -101,8 +102,25 @@ def lock_version(version_id: int) -> PlaybookVersion:
         raise NotFound(f"Playbook version {version_id} does not exist.") from None
 
 
-def _snapshot(obj: models.Model) -> dict[str, Any]:
-    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+# Per model: its concrete fields, and one C-level getter of all their values (every
+# transition snapshots its row twice to find what changed).
+_SNAPSHOTS: dict[type[models.Model], tuple[tuple[models.Field, ...], Callable[[Any], Any]]] = {}
+
+
+def _snapshot_fields(model: type[models.Model]) -> tuple[tuple[models.Field, ...], Callable]:
+    cached = _SNAPSHOTS.get(model)
+    if cached is None:
+        fields = tuple(model._meta.concrete_fields)
+        getter = operator.attrgetter(*(f.attname for f in fields))
+        if len(fields) == 1:  # attrgetter of one name returns the value, not a tuple
+            getter = lambda obj, one=getter: (one(obj),)  # noqa: E731
+        cached = _SNAPSHOTS[model] = (fields, getter)
+    return cached
+
+
+def _snapshot(obj: models.Model) -> tuple[Any, ...]:
+    """The values of `obj`'s concrete fields, in `_meta.concrete_fields` order."""
+    return _snapshot_fields(type(obj))[1](obj)
 
 
 def check_transition(obj: models.Model, name: str, *, actor: Actor) -> Any:
@@ -148,22 +166,26 @@ def apply_transition(
 
     Must run inside `atomic_write()` on a row fetched by a `lock_*` helper.
     """
+    fields = _snapshot_fields(type(obj))[0]
     before = _snapshot(obj)
     transition = check_transition(obj, name, actor=actor)
-    field = getattr(obj, name)._django_fsm.field
-    getattr(obj, name)()
-    for attr, value in (changes or {}).items():
-        setattr(obj, attr, value)
+    method = getattr(obj, name)
+    field = method._django_fsm.field
+    from_state = field.value_from_object(obj)
+    method()
+    if changes:
+        for attr, value in changes.items():
+            setattr(obj, attr, value)
     if hasattr(obj, "updated_at"):
         obj.updated_at = clock.now()
     after = _snapshot(obj)
-    changed = [f for f in obj._meta.concrete_fields if before[f.attname] != after[f.attname]]
+    changed = [f for f, old, new in zip(fields, before, after, strict=True) if old != new]
 
     event_name = transition.custom["event"]
     props = {
         "transition": name,
-        "from_state": before[field.attname],
-        "to_state": after[field.attname],
+        "from_state": from_state,
+        "to_state": field.value_from_object(obj),
         **(properties or {}),
     }
     if isinstance(obj, Task):
@@ -179,7 +201,7 @@ def apply_transition(
     # state read under the lock, else nothing is written and no event recorded.
     # On PostgreSQL the update and the event insert are one statement.
     if not update_if_state(
-        obj, changed, state_field=field, expected_state=before[field.attname], then_insert=event
+        obj, changed, state_field=field, expected_state=from_state, then_insert=event
     ):
         raise Conflict(
             f"This {obj._meta.verbose_name} changed while you were working on it.",
@@ -190,7 +212,7 @@ def apply_transition(
     if isinstance(obj, Task):
         from onboarding.services import sla
 
-        sla.on_task_transition(obj, before=before[field.attname], actor=actor)
+        sla.on_task_transition(obj, before=from_state, actor=actor)
     elif isinstance(obj, Case):
         from onboarding.services import sla
 
