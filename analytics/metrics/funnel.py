@@ -24,8 +24,9 @@ Definitions
   - **stalled**: still open and within its window, but no step of the case finished
     for more than `stall_days` (default 7) days (counting from the opening);
   - **in progress**: still open and within its window, and moving.
-  **Breached** counts those in progress or stalled that have SLA work overdue now
-  (a step or case clock breached and not yet stopped): a subset, shown separately.
+  **SLA overdue** counts those in progress or stalled that have SLA work overdue now
+  (a step or case clock breached and not yet stopped, or running past its due
+  instant): a subset, shown separately.
 - **Conversion** at stage i: reached i / reached i-1 (stage 1: / cohort);
   **overall**: reached i / cohort.
 - **Breakdown** by one segment (`by`: plan, segment, region, channel or version):
@@ -146,7 +147,8 @@ pc AS (
 ),
 late AS (
   SELECT DISTINCT s.case_id FROM onboarding_slatimer s JOIN cohort co ON co.id = s.case_id
-  WHERE s.state = 'breached' AND s.stopped_at IS NULL
+  WHERE (s.state = 'breached' AND s.stopped_at IS NULL)
+     OR (s.state = 'running' AND s.due_at <= %(now)s)
 ),
 pcs AS (
   SELECT pc.seg, {stage} AS stage,

@@ -20,7 +20,10 @@ What an event means for the facts it rebuilds (the same story the services tell)
   of its policy's pause states); each later transition of its task or of its case
   closes the open interval, attributed by the task's state (people: pending, queued,
   in progress; automation: scheduled, running; customer: waiting, or the case on
-  hold), and a final (or reopened) task or an ended case stops it;
+  hold), and a final (or reopened) task or an ended case stops it; its due instant is
+  the latest "SLA Started"/"SLA Resumed" `due_at`, and the business time it counted
+  is what "SLA Paused" said plus the business time since it last ran again (so
+  whether it passed its warning share of the target now needs no stored warn_at);
 - a failed automated attempt is "Step Failed", "Step Lease Expired", or the
   "Step Escalated" that gives up after it (cause attempts_exhausted / lease_expired).
 
@@ -76,7 +79,11 @@ class Clock:
     started_at: datetime
     category: str
     segment_from: datetime
+    target: float = 0.0
     due_at: datetime | None = None
+    # Business seconds counted before `running_since` (the last start or resume).
+    consumed_before: float = 0.0
+    running_since: datetime | None = None
     warned_at: datetime | None = None
     breached_at: datetime | None = None
     stopped_at: datetime | None = None
@@ -86,6 +93,29 @@ class Clock:
     @property
     def open(self) -> bool:
         return self.stopped_at is None and self.state in ("running", "paused", "breached")
+
+    def overdue(self, now: datetime) -> bool:
+        """Running past its due instant: breached, though the sweep has not said so yet."""
+        return self.state == "running" and self.due_at is not None and self.due_at <= now
+
+    def verdict(self, now: datetime) -> tuple[str, datetime] | None:
+        if self.state == "met":
+            return "met", self.stopped_at
+        if self.state == "breached":
+            return "breached", self.breached_at
+        if self.overdue(now):
+            return "breached", self.due_at
+        return None
+
+    def at_risk(self, now: datetime, config: Config) -> bool:
+        if self.state != "running" or self.overdue(now):
+            return False
+        if self.warned_at is not None:
+            return True
+        consumed = self.consumed_before + config.business_seconds(
+            self.policy, self.running_since, now
+        )
+        return consumed >= self.target * config.warn_percent(self.policy) / 100
 
 
 @dataclass
@@ -125,14 +155,18 @@ class Config:
         from onboarding.models import SlaPolicy, Step
 
         self._calendars: dict[int, Any] = {}
-        self.policies: dict[tuple[str, int], tuple[list[str], Any]] = {}
+        self.policies: dict[tuple[str, int], tuple[list[str], Any, int]] = {}
         for policy in SlaPolicy.objects.select_related("calendar"):
             calendar = always_open("UTC")
             if policy.calendar_id is not None:
                 if policy.calendar_id not in self._calendars:
                     self._calendars[policy.calendar_id] = policy.calendar.compile()
                 calendar = self._calendars[policy.calendar_id]
-            self.policies[(policy.key, policy.version)] = (policy.pause_states or [], calendar)
+            self.policies[(policy.key, policy.version)] = (
+                policy.pause_states or [],
+                calendar,
+                policy.warn_percent,
+            )
         # (playbook key, version number) → [(step key, name, position, milestone, first value)]
         self.steps: dict[tuple[str, int], list[tuple[str, str, bool, bool]]] = defaultdict(list)
         self.published: dict[str, list[int]] = defaultdict(list)
@@ -162,6 +196,9 @@ class Config:
 
     def pauses(self, policy: tuple[str, int], state: str) -> bool:
         return state in self.policies[policy][0]
+
+    def warn_percent(self, policy: tuple[str, int]) -> int:
+        return self.policies[policy][2]
 
     def first_value(self, playbook: str, version: int | None) -> str | None:
         for key, _name, _milestone, first_value in self.steps.get((playbook, version), []):
@@ -260,8 +297,10 @@ def fold(case_id: int, events: Iterable[tuple], config: Config) -> CaseFacts:
                 started_at=at,
                 category=WHOSE.get(state, "internal"),
                 segment_from=at,
+                target=props["target_seconds"],
                 due_at=_parse(props.get("due_at")),
             )
+            clock.running_since = at if clock.state == "running" else None
             case.clocks.append(clock)
             if task_id:
                 task_clock[task_id] = clock
@@ -275,9 +314,10 @@ def fold(case_id: int, events: Iterable[tuple], config: Config) -> CaseFacts:
             if name == "SLA Warning":
                 clock.warned_at = at
             elif name == "SLA Paused":
-                clock.state = "paused"
+                clock.state, clock.running_since = "paused", None
+                clock.consumed_before = props["consumed_seconds"]
             elif name == "SLA Resumed":
-                clock.state = "running"
+                clock.state, clock.running_since = "running", at
                 clock.due_at = _parse(props.get("due_at"))
             elif name == "SLA Breached":
                 clock.state, clock.breached_at = "breached", at
@@ -446,9 +486,8 @@ def _none_last(value: Any) -> tuple[bool, Any]:
 
 
 def replay_sla(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
-    ids = _scope_ids(["SLA Met", "SLA Breached"], f.since, f.until)
-    ids |= _scope_ids(["SLA Warning", "SLA Breached"], None, None)
-    scope = Scope(f, ids, config)
+    # Any clock may be at risk or overdue now, whenever it started: every case with one.
+    scope = Scope(f, _scope_ids(["SLA Started"], None, None), config)
     verdicts: list[tuple[TaskFacts, Clock, str, datetime]] = []
     stopped: list[tuple[TaskFacts, Clock]] = []
     breached_list, at_risk = [], []
@@ -457,15 +496,15 @@ def replay_sla(f: Filters, now: datetime, config: Config) -> dict[str, list[tupl
             task = case.tasks.get(clock.task_id) if clock.task_id else None
             if task is None or not scope.task_matches(task):
                 continue
-            at = clock.stopped_at if clock.state == "met" else clock.breached_at
-            if clock.state in ("met", "breached") and f.in_range(at):
-                verdicts.append((task, clock, clock.state, at))
+            verdict = clock.verdict(now)
+            if verdict is not None and f.in_range(verdict[1]):
+                verdicts.append((task, clock, *verdict))
             if clock.state in ("met", "breached") and f.in_range(clock.stopped_at):
                 stopped.append((task, clock))
             row = (case.id, task.step_key, task.queue, task.assignee)
-            if clock.state == "breached" and f.in_range(clock.breached_at):
-                breached_list.append((*row, clock.breached_at, clock.stopped_at is None))
-            if clock.state == "running" and clock.warned_at is not None:
+            if verdict is not None and verdict[0] == "breached" and f.in_range(verdict[1]):
+                breached_list.append((*row, verdict[1], clock.stopped_at is None))
+            if clock.at_risk(now, config):
                 at_risk.append((*row, clock.due_at, clock.warned_at))
 
     def group(key) -> dict[Any, list]:
@@ -558,7 +597,9 @@ def replay_funnel(f: Filters, now: datetime, config: Config) -> dict[str, list[t
         last_progress = max([case.opened_at, *finished])
         closed = not case.is_open or now >= deadline
         idle = last_progress < now - f.stall
-        late = any(c.state == "breached" and c.stopped_at is None for c in case.clocks)
+        late = any(
+            (c.state == "breached" and c.stopped_at is None) or c.overdue(now) for c in case.clocks
+        )
         segment = str(case.version) if f.by == "version" else case.segmentation.get(f.by, "")
         by_segment[segment]["cohort"] += 1
         for i in range(1, stage + 1):

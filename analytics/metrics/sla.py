@@ -5,24 +5,26 @@ Definitions
 - **Clock**: an SLA timer on a step (`SlaTimer`, kind `task`). A step gets one when
   it goes live and its step (or its queue) has a policy; a reopened step gets a new
   one. Case clocks (time to live) are not part of this report.
-- **Verdict**: a clock is *met* when its step is done within the target, *breached*
-  when the target passed first (the breach stands even if the work is done later).
-  Clocks cancelled (step skipped, case cancelled, step reopened) and clocks still
-  running or paused have no verdict and are not counted.
-- **Verdict time**: when it was met (the step was done) or when it breached. The date
-  range selects clocks by verdict time; the week of a verdict is its Monday.
+- **Status** follows the product's one definition (`onboarding.sla_status`): a clock
+  is *breached* once the sweep recorded it, and already while it runs past its due
+  instant (the sweep records it a little later); *at risk* while it runs, not yet
+  due, past its warning instant; *met* when its step was done in time.
+- **Verdict**: met or breached (the breach stands even if the work is done later).
+  Clocks cancelled (step skipped, case cancelled, step reopened), paused, or running
+  before their due instant have no verdict and are not counted.
+- **Verdict time**: when it was met (the step was done), when the breach was recorded,
+  or the due instant of a clock running past it. The date range selects clocks by
+  verdict time; the week of a verdict is its Monday.
 - **% met** = met / (met + breached), per step, per queue, per agent (the task's
   queue and assignee, i.e. where and with whom the step finished or sits now), per
   week, and overall.
 - **Business time used** (median, met clocks): the business seconds the clock
   counted against its target, in its policy's calendar, excluding paused time
   (waiting on the customer, case on hold, as the policy says).
-- **Breached list**: breached clocks with their breach in the range, newest first;
-  *work open* means the step is still not finished.
-- **At-risk list** (now, whatever the range): clocks running (not paused) whose
-  warning has been recorded by the sweep (they passed their warning threshold) and
-  that have not breached, soonest due first. The sweep runs every minute, so the
-  list is as fresh as the last sweep.
+- **Breached list**: breached clocks with their verdict time in the range, newest
+  first; *work open* means the step is still not finished.
+- **At-risk list** (now, whatever the range): clocks at risk, soonest due first;
+  *warned at* is when the sweep recorded the warning (empty: not swept yet).
 - **Whose time** (per step): for clocks that stopped in the range with a verdict, the
   business time of the whole clock split by who it was waiting on: *us* (a person:
   queued or in progress), *automation* (scheduled or running), *customer* (waiting on
@@ -66,12 +68,11 @@ def _joins(f: Filters) -> tuple[str, list[str], dict]:
 
 _VERDICTS = """
 WITH v AS (
-  SELECT s.task_id, s.case_id, s.state, s.consumed_seconds,
-         CASE WHEN s.state = 'met' THEN s.stopped_at ELSE s.breached_at END AS at
+  SELECT s.task_id, s.case_id, s.consumed_seconds,
+         CASE WHEN s.state = 'met' THEN 'met' ELSE 'breached' END AS state,
+         {verdict_at} AS at
   FROM onboarding_slatimer s
-  WHERE s.kind = 'task'
-    AND ((s.state = 'met' AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s)
-      OR (s.state = 'breached' AND s.breached_at >= %(since)s AND s.breached_at < %(until)s))
+  WHERE s.kind = 'task' AND {verdict_in_range}
 ), g AS (
   SELECT GROUPING(t.step_key) AS g_step, GROUPING(t.queue_id) AS g_queue,
          GROUPING(t.assignee_id) AS g_agent, GROUPING(w.week) AS g_week,
@@ -90,6 +91,20 @@ FROM g
 LEFT JOIN onboarding_queue q ON q.id = g.queue_id
 LEFT JOIN auth_user u ON u.id = g.assignee_id
 """
+
+# The verdict time of a clock with a verdict, and the clocks with one in the range.
+VERDICT_AT = (
+    "CASE s.state WHEN 'met' THEN s.stopped_at WHEN 'breached' THEN s.breached_at ELSE s.due_at END"
+)
+BREACHED_IN_RANGE = """(
+  (s.state = 'breached' AND s.breached_at >= %(since)s AND s.breached_at < %(until)s)
+  OR (s.state = 'running' AND s.due_at <= %(now)s
+      AND s.due_at >= %(since)s AND s.due_at < %(until)s))"""
+VERDICT_IN_RANGE = f"""(
+  (s.state = 'met' AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s)
+  OR {BREACHED_IN_RANGE})"""
+AT_RISK = """(s.state = 'running' AND s.due_at > %(now)s
+  AND (s.warned_at IS NOT NULL OR s.warn_at <= %(now)s))"""
 
 _WHOSE_TIME = """
 SELECT t.step_key, count(*),
@@ -124,7 +139,10 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
     report = Report(KEY, TITLE, f)
     joins, conds, params = _joins(f)
     params.update(since=f.since, until=f.until, tz=str(f.tz), now=now, limit=limit)
-    rows = fetch(_VERDICTS.format(joins=joins, where=where(conds)), params)
+    sql = _VERDICTS.format(
+        joins=joins, where=where(conds), verdict_at=VERDICT_AT, verdict_in_range=VERDICT_IN_RANGE
+    )
+    rows = fetch(sql, params)
 
     def pct(met: int, breached: int) -> float | None:
         return share(met, met + breached)
@@ -240,11 +258,10 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
         _LIST.format(
             joins=joins,
             where=where(conds),
-            when="s.breached_at",
+            when="coalesce(s.breached_at, s.due_at)",
             extra="s.stopped_at IS NULL",
-            condition="s.state = 'breached' AND s.breached_at >= %(since)s "
-            "AND s.breached_at < %(until)s",
-            order="s.breached_at DESC, s.case_id, t.step_key, s.id",
+            condition=BREACHED_IN_RANGE,
+            order="coalesce(s.breached_at, s.due_at) DESC, s.case_id, t.step_key, s.id",
         ),
         params,
     )
@@ -270,7 +287,7 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
             where=where(conds),
             when="s.due_at",
             extra="s.warned_at",
-            condition="s.state = 'running' AND s.warned_at IS NOT NULL",
+            condition=AT_RISK,
             order="s.due_at, s.case_id, t.step_key, s.id",
         ),
         params,
@@ -288,7 +305,7 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
             ],
             [r[:-1] for r in at_risk],
             total=at_risk[0][-1] if at_risk else 0,
-            note="Running clocks past their warning, not breached; soonest first. "
+            note="Running past their warning instant, not yet due; soonest due first. "
             "Not limited to the date range.",
         )
     )
