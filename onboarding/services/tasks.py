@@ -200,6 +200,7 @@ def _escalate_automation(
             "error_type": error_type,
         },
     )
+    auto_assign(task, actor=actor)
 
 
 # --- human work -----------------------------------------------------------------------
