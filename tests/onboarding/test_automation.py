@@ -306,3 +306,28 @@ def test_retry_delay_is_exponential_capped_and_jittered(attempt):
     delays = [retry_delay(attempt, base=30, cap=600, rng=rng) for _ in range(200)]
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert len({round(d, 3) for d in delays}) > 100  # jittered, not one value
+
+
+@pytest.mark.django_db
+def test_automation_that_gives_up_is_assigned_when_the_exceptions_queue_assigns(
+    handler, automated_case, sent, exceptions_queue
+):
+    from tests.conftest import _agent
+
+    exceptions_queue.assignment = "round_robin"
+    exceptions_queue.save(update_fields=["assignment"])
+    firefighter = _agent("firefighter", exceptions_queue)
+
+    def refuse(task, idempotency_key):
+        raise PermanentError("account is suspended upstream")
+
+    task = task_of(automated_case(handler(refuse)), "auto")
+    automation.run_step(task.pk)
+
+    task.refresh_from_db()
+    assert (task.state, task.queue_id, task.assignee_id) == (
+        "queued",
+        exceptions_queue.pk,
+        firefighter.pk,
+    )
+    assert names(task)[-2:] == ["Step Escalated", "Step Assigned"]
