@@ -263,12 +263,10 @@ def redispatch_due(*, limit: int = 500) -> int:
     ids = list(overdue.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
     if not ids:
         return 0
-    stamped = []
-    for pk in ids:
-        if overdue.filter(pk=pk).update(next_attempt_at=now):
-            stamped.append(pk)
-    queue_sends(stamped)
-    return len(stamped)
+    # A send that claims one of them meanwhile makes its queued copy a no-op.
+    overdue.filter(pk__in=ids).update(next_attempt_at=now)
+    queue_sends(ids)
+    return len(ids)
 
 
 def queue_sends(delivery_ids: Iterable[int], *, countdown: float | None = None) -> None:
@@ -360,7 +358,9 @@ def deliver(delivery_pk: int) -> str:
     ).update(attempts=F("attempts") + 1, next_attempt_at=now + lease, last_attempt_at=now)
     if not claimed:
         return "not due"  # delivered, failed, not yet due, being sent, or webhook disabled
-    delivery = WebhookDelivery.objects.select_related("subscription").get(pk=delivery_pk)
+    delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_pk).first()
+    if delivery is None:
+        return "webhook deleted"
     event = Event.objects.select_related("account").filter(pk=delivery.event_id).first()
     if event is None:
         outcome = Outcome(None, error="The event no longer exists (retention purged it).")
@@ -391,7 +391,9 @@ def _record(
         )
         if subscription is None:
             return "webhook deleted"
-        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).first()
+        if delivery is None:
+            return "webhook deleted"
         WebhookAttempt.objects.create(
             delivery=delivery,
             number=delivery.attempts,

@@ -17,9 +17,7 @@ from django.db import migrations
 def add_column(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    schema_editor.execute(
-        "ALTER TABLE analytics_event ADD COLUMN xact xid8 NOT NULL DEFAULT '0'"
-    )
+    schema_editor.execute("ALTER TABLE analytics_event ADD COLUMN xact xid8 NOT NULL DEFAULT '0'")
     schema_editor.execute(
         "ALTER TABLE analytics_event ALTER COLUMN xact SET DEFAULT pg_current_xact_id()"
     )
@@ -33,7 +31,6 @@ def drop_column(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("analytics", "0002_initial"),
     ]

@@ -361,3 +361,14 @@ def test_redelivering_to_a_disabled_webhook_is_refused(receiver, subscribe, cele
 
     with pytest.raises(webhooks.Conflict):
         webhooks.redeliver(WebhookDelivery.objects.get().pk)
+
+
+def test_a_deleted_webhook_is_sent_nothing_more(receiver, subscribe, celery):
+    webhook, _ = subscribe()
+    write_event("queued, then the webhook goes")
+    webhooks.relay()
+
+    webhook.delete()
+
+    assert celery.work() == ["not due"]
+    assert receiver.requests == [] and not WebhookDelivery.objects.exists()
