@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from rest_framework.test import APIClient
@@ -173,6 +174,23 @@ def test_a_transaction_that_started_writing_first_is_served_first_whatever_its_i
 
     assert consumer.poll() == [low.pk]
     assert sorted(consumer.ids) == committed_ids()
+
+
+def test_a_long_transaction_in_another_database_does_not_hold_the_export_back(exporter):
+    """Transaction ids are cluster-wide, but only this database's writers can still
+    commit events here: another database's open transaction is not waited for."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname="postgres",
+    ) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # holds an id, stays open
+        event = write_event("not held back")
+
+        assert Consumer(exporter).poll() == [event.pk]
 
 
 def test_rolled_back_events_never_appear(exporter):
