@@ -23,11 +23,13 @@ not apply (automation is not in a queue until a person takes it over).
 from __future__ import annotations
 
 from analytics.metrics.base import (
+    ACCOUNT_OF_CASE,
     Column,
     Filters,
     Report,
     Table,
     case_conditions,
+    case_filter_join,
     fetch,
     share,
     where,
@@ -75,12 +77,8 @@ SELECT h.n, count(*) FROM (
 
 def automation(f: Filters) -> Report:
     report = Report(KEY, TITLE, f, ignores=IGNORES)
-    conds, params, needs_account = case_conditions(f)
+    joins, conds, params = case_filter_join(f, "t.case_id")
     params.update(since=f.since, until=f.until)
-    joins = ""
-    account = "JOIN onboarding_account a ON a.id = c.account_id" if needs_account else ""
-    if conds:
-        joins = f"JOIN onboarding_case c ON c.id = t.case_id {account}"
 
     counts = [
         Column("finished", "Finished", "int"),
@@ -160,7 +158,8 @@ def automation(f: Filters) -> Report:
         )
     )
 
-    case_conds, case_params, _ = case_conditions(f)
+    case_conds, case_params, needs_account = case_conditions(f)
+    account = ACCOUNT_OF_CASE if needs_account else ""
     distribution = fetch(
         _HANDOFFS.format(account=account, where=where(case_conds)), {**params, **case_params}
     )

@@ -203,6 +203,32 @@ def case_conditions(
     return conds, params, bool(f.segment_values())
 
 
+def case_filter_join(f: Filters, case_id: str) -> tuple[str, list[str], dict[str, Any]]:
+    """A join and conditions keeping the rows whose case (`case_id`, an SQL expression)
+    matches the case filters; nothing when none is set.
+
+    The case and its account are looked up per row (a LATERAL subquery with LIMIT, so
+    the planner cannot flatten it): one index probe each, where a hash join would read
+    every case and every account of the segment, however old."""
+    conds, params, _ = case_conditions(f, case="cf", account="cf")
+    if not conds:
+        return "", [], {}
+    join = (
+        "CROSS JOIN LATERAL (SELECT c.playbook_id, c.playbook_version_id, a.plan, a.segment, "
+        "a.region, a.channel FROM onboarding_case c "
+        "JOIN onboarding_account a ON a.id = c.account_id "
+        f"WHERE c.id = {case_id} LIMIT 1) cf"
+    )
+    return join, conds, params
+
+
+# The account of a case `c`, looked up per case (as above): `a.plan`, `a.segment`…
+ACCOUNT_OF_CASE = (
+    "CROSS JOIN LATERAL (SELECT a.plan, a.segment, a.region, a.channel "
+    "FROM onboarding_account a WHERE a.id = c.account_id LIMIT 1) a"
+)
+
+
 def task_conditions(f: Filters, *, task: str = "t") -> tuple[list[str], dict[str, Any]]:
     conds: list[str] = []
     params: dict[str, Any] = {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from analytics.metrics.base import (
+    ACCOUNT_OF_CASE,
     Column,
     Filters,
     Report,
@@ -59,7 +60,7 @@ def bucket_label(i: int, edges: list[int], window_days: int) -> str:
 
 _SQL = """
 WITH fvs AS (
-  SELECT DISTINCT ON (version_id) version_id, id AS step_id
+  SELECT DISTINCT ON (version_id) version_id, key
   FROM onboarding_step WHERE is_first_value ORDER BY version_id, position, id
 ), cohort AS (
   SELECT c.opened_at,
@@ -69,7 +70,7 @@ WITH fvs AS (
          date_trunc('week', c.opened_at AT TIME ZONE %(tz)s)::date AS week
   FROM onboarding_case c
   JOIN fvs ON fvs.version_id = c.playbook_version_id
-  LEFT JOIN onboarding_task fv ON fv.case_id = c.id AND fv.step_id = fvs.step_id
+  LEFT JOIN onboarding_task fv ON fv.case_id = c.id AND fv.step_key = fvs.key
   {account}
   WHERE c.opened_at >= %(since)s AND c.opened_at < %(until)s AND {where}
 )
@@ -99,7 +100,7 @@ def time_to_first_value(f: Filters, *, now: datetime) -> Report:
         tz=str(f.tz),
         edges=[e * DAY for e in edges],
     )
-    account = "JOIN onboarding_account a ON a.id = c.account_id" if needs_account else ""
+    account = ACCOUNT_OF_CASE if needs_account else ""
     rows = fetch(_SQL.format(account=account, where=where(conds)), params)
     trend, buckets, summary = [], {}, []
     for g_week, g_bucket, week, bucket, cases, reached, in_progress, p50, p90 in rows:

@@ -42,13 +42,13 @@ from datetime import datetime
 from typing import Any
 
 from analytics.metrics.base import (
+    ACCOUNT_OF_CASE,
     Column,
     Filters,
     Report,
     Table,
     case_conditions,
     fetch,
-    seconds,
     share,
     where,
 )
@@ -97,30 +97,25 @@ def cohort_sql(f: Filters, *, segment: str | None = None) -> tuple[str, dict[str
     conds, params, _ = case_conditions(f)
     seg = SEGMENT_SQL.get(segment or "", "NULL::text")
     sql = f"""
-      SELECT c.id, c.opened_at, c.state IN ('active', 'on_hold') AS open, {seg} AS seg
-      FROM onboarding_case c
-      JOIN onboarding_account a ON a.id = c.account_id
+      SELECT c.id, c.opened_at, c.opened_at + %(window)s AS deadline,
+             c.state IN ('active', 'on_hold') AS open, {seg} AS seg
+      FROM onboarding_case c {ACCOUNT_OF_CASE}
       JOIN onboarding_playbookversion pv ON pv.id = c.playbook_version_id
       WHERE c.opened_at >= %(since)s AND c.opened_at < %(until)s AND {where(conds)}"""
     return sql, params
 
 
 def _funnel_sql(n: int, cohort: str) -> str:
-    passed = [
-        f"coalesce(bool_or(tk.i = {i} AND tk.state IN ('done', 'skipped') "
-        f"AND tk.completed_at <= co.opened_at + %(window)s), false) AS p{i}"
-        for i in range(1, n + 1)
-    ]
-    skipped = [
-        f"coalesce(bool_or(tk.i = {i} AND tk.state = 'skipped'), false) AS s{i}"
-        for i in range(1, n + 1)
-    ]
+    # Per case, bit i of `passed` / `skipped` says milestone i was passed within the
+    # window / skipped; d<i> is when milestone i was finished. Few aggregates: this
+    # runs over every task of every case of the cohort.
     done_at = [
-        f"max(tk.completed_at) FILTER (WHERE tk.i = {i} AND tk.state IN ('done', 'skipped')) "
-        f"AS d{i}"
+        f"max(tk.completed_at) FILTER (WHERE tk.i = {i} AND tk.finished) AS d{i}"
         for i in range(1, n + 1)
     ]
-    stage = "CASE " + " ".join(f"WHEN NOT pc.p{i} THEN {i - 1}" for i in range(1, n + 1))
+    stage = "CASE " + " ".join(
+        f"WHEN pc.passed & {1 << i} = 0 THEN {i - 1}" for i in range(1, n + 1)
+    )
     stage += f" ELSE {n} END"
     # reached_at[k + 1]: when stage k was reached (k = 0: the opening).
     reached = ", ".join(
@@ -130,47 +125,51 @@ def _funnel_sql(n: int, cohort: str) -> str:
             for i in range(1, n + 1)
         ]
     )
-    skipped_arr = ", ".join(f"pc.s{i}" for i in range(1, n + 1))
     return f"""
 WITH cohort AS ({cohort}),
-tk AS (
-  SELECT t.case_id, array_position(%(keys)s::text[], t.step_key::text) AS i, t.state, t.completed_at
-  FROM cohort co JOIN onboarding_task t ON t.case_id = co.id
+pc AS (  -- per case, over its own tasks (an index-only probe per case)
+  SELECT co.id, co.opened_at, co.open, co.seg, x.*
+  FROM cohort co CROSS JOIN LATERAL (
+    SELECT greatest(co.opened_at, max(tk.completed_at)
+             FILTER (WHERE tk.finished)) AS last_progress,
+           coalesce(bit_or(CASE WHEN tk.finished AND tk.completed_at <= co.deadline
+                                THEN 1 << tk.i ELSE 0 END), 0) AS passed,
+           coalesce(bit_or(CASE WHEN tk.state = 'skipped' THEN 1 << tk.i ELSE 0 END), 0)
+             AS skipped,
+           {", ".join(done_at)}
+    FROM (
+      SELECT coalesce(array_position(%(keys)s::text[], t.step_key::text), 0) AS i,
+             t.state, t.state IN ('done', 'skipped') AS finished, t.completed_at
+      FROM onboarding_task t WHERE t.case_id = co.id
+    ) tk
+  ) x
 ),
-pc AS (
-  SELECT co.id, co.opened_at, co.open, co.seg,
-         greatest(co.opened_at, max(tk.completed_at)
-           FILTER (WHERE tk.state IN ('done', 'skipped'))) AS last_progress,
-         {", ".join(passed + skipped + done_at)}
-  FROM cohort co LEFT JOIN tk ON tk.case_id = co.id
-  GROUP BY co.id, co.opened_at, co.open, co.seg
+late AS (  -- cases with SLA work overdue now (few: an index holds the open breaches)
+  SELECT case_id FROM onboarding_slatimer WHERE state = 'breached' AND stopped_at IS NULL
+  UNION
+  SELECT case_id FROM onboarding_slatimer WHERE state = 'running' AND due_at <= %(now)s
 ),
-late AS (
-  SELECT DISTINCT s.case_id FROM onboarding_slatimer s JOIN cohort co ON co.id = s.case_id
-  WHERE (s.state = 'breached' AND s.stopped_at IS NULL)
-     OR (s.state = 'running' AND s.due_at <= %(now)s)
-),
-pcs AS (
+pcs AS MATERIALIZED (
   SELECT pc.seg, {stage} AS stage,
-         ARRAY[{reached}] AS reached_at, ARRAY[{skipped_arr}] AS skipped,
+         ARRAY[{reached}] AS reached_at, pc.skipped,
          NOT pc.open OR %(now)s >= pc.opened_at + %(window)s AS closed,
          pc.last_progress < %(now)s - %(stall)s AS idle,
          late.case_id IS NOT NULL AS late
   FROM pc LEFT JOIN late ON late.case_id = pc.id
 )
-SELECT GROUPING(pcs.seg) AS g_seg, pcs.seg, st.i, count(*) AS cohort,
-  count(*) FILTER (WHERE pcs.stage >= st.i) AS reached,
-  count(*) FILTER (WHERE pcs.stage >= st.i AND pcs.skipped[st.i]) AS skipped,
-  count(*) FILTER (WHERE pcs.stage = st.i - 1 AND NOT pcs.closed AND NOT pcs.idle) AS in_progress,
-  count(*) FILTER (WHERE pcs.stage = st.i - 1 AND NOT pcs.closed AND pcs.idle) AS stalled,
-  count(*) FILTER (WHERE pcs.stage = st.i - 1 AND pcs.closed) AS dropped,
-  count(*) FILTER (WHERE pcs.stage = st.i - 1 AND NOT pcs.closed AND pcs.late) AS breached,
+-- how many cases stopped at each stage, and how (the counts per stage follow)
+SELECT 'cases', seg, stage, closed, idle, late, count(*), NULL::float8, NULL::float8
+FROM pcs GROUP BY seg, stage, closed, idle, late
+UNION ALL
+-- per stage reached: skipped milestones and the time it took from the previous one
+SELECT 'stage', NULL, st.i, NULL, NULL, NULL,
+  count(*) FILTER (WHERE pcs.skipped & (1 << st.i) <> 0),
   percentile_disc(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM
-    pcs.reached_at[st.i + 1] - pcs.reached_at[st.i])) FILTER (WHERE pcs.stage >= st.i) AS p50,
+    pcs.reached_at[st.i + 1] - pcs.reached_at[st.i]))::float8,
   percentile_disc(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM
-    pcs.reached_at[st.i + 1] - pcs.reached_at[st.i])) FILTER (WHERE pcs.stage >= st.i) AS p90
-FROM pcs CROSS JOIN generate_series(1, {n}) AS st(i)
-GROUP BY GROUPING SETS ((st.i), (pcs.seg, st.i))
+    pcs.reached_at[st.i + 1] - pcs.reached_at[st.i]))::float8
+FROM pcs CROSS JOIN LATERAL generate_series(1, pcs.stage) AS st(i)
+GROUP BY st.i
 """
 
 
@@ -194,13 +193,35 @@ def funnel(f: Filters, *, now: datetime) -> Report:
             stall=f.stall,
             keys=[k for k, _ in steps],
         )
-        for g_seg, seg, i, cohort_n, *counts, p50, p90 in fetch(_funnel_sql(n, cohort), params):
-            if g_seg:
-                cohort_size = cohort_n
-                per_stage[i] = (*counts, seconds(p50), seconds(p90))
+        per_stage_times: dict[int, tuple] = {}
+        histogram = []
+        for part, seg, stage, closed, idle, late, count, p50, p90 in fetch(
+            _funnel_sql(n, cohort), params
+        ):
+            if part == "stage":
+                per_stage_times[stage] = (count, p50, p90)
             else:
-                by_segment.setdefault(seg or "", {})[i] = counts[0]
-                cohort_by_segment[seg or ""] = cohort_n
+                histogram.append((seg or "", stage, closed, idle, late, count))
+        cohort_size = sum(h[-1] for h in histogram)
+        for i in range(1, n + 1):
+            waiting = [h for h in histogram if h[1] == i - 1]
+            moving = [h for h in waiting if not h[2]]
+            skipped, p50, p90 = per_stage_times.get(i, (0, None, None))
+            per_stage[i] = (
+                sum(h[-1] for h in histogram if h[1] >= i),
+                skipped,
+                sum(h[-1] for h in moving if not h[3]),
+                sum(h[-1] for h in moving if h[3]),
+                sum(h[-1] for h in waiting if h[2]),
+                sum(h[-1] for h in moving if h[4]),
+                p50,
+                p90,
+            )
+        for seg, stage, _closed, _idle, _late, count in histogram:
+            cohort_by_segment[seg] = cohort_by_segment.get(seg, 0) + count
+            reached = by_segment.setdefault(seg, {})
+            for i in range(1, stage + 1):
+                reached[i] = reached.get(i, 0) + count
     previous = cohort_size
     stages = []
     for i, (step_key, step_name) in enumerate(steps, 1):

@@ -34,6 +34,7 @@ reconciled table in the order the report gives them (see `Table.comparable`).
 from __future__ import annotations
 
 import bisect
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -151,13 +152,12 @@ class Config:
     """SLA policies (pause states, calendar) and playbook steps, read once."""
 
     def __init__(self) -> None:
-        from onboarding.calendar import always_open
         from onboarding.models import SlaPolicy, Step
 
         self._calendars: dict[int, Any] = {}
         self.policies: dict[tuple[str, int], tuple[list[str], Any, int]] = {}
         for policy in SlaPolicy.objects.select_related("calendar"):
-            calendar = always_open("UTC")
+            calendar = None  # around the clock: business time is wall-clock time
             if policy.calendar_id is not None:
                 if policy.calendar_id not in self._calendars:
                     self._calendars[policy.calendar_id] = policy.calendar.compile()
@@ -192,7 +192,10 @@ class Config:
 
         if b <= a:
             return 0.0
-        return business_between(a, b, self.policies[policy][1])
+        calendar = self.policies[policy][1]
+        if calendar is None:
+            return (b - a).total_seconds()
+        return business_between(a, b, calendar)
 
     def pauses(self, policy: tuple[str, int], state: str) -> bool:
         return state in self.policies[policy][0]
@@ -388,43 +391,86 @@ def _parse(value: Any) -> datetime | None:
 # --- reading events ----------------------------------------------------------------------
 
 
-def _scope_ids(names: Iterable[str], since: datetime | None, until: datetime | None) -> set[int]:
+# Which cases each recomputation reads: those with events of these names, in the date
+# range (True) or at any time (False), and ("open") those whose latest case event is
+# not a completion or a cancellation: only they can have open work or running clocks.
+ScopeList = list[tuple[tuple[str, ...], bool] | str]
+FINISHED = ("Step Completed", "Step Skipped", "Step Cancelled", "Step Reopened")
+SCOPES: dict[str, ScopeList] = {
+    "sla": [
+        (("SLA Met", "SLA Breached", *FINISHED, "Case Completed", "Case Cancelled"), True),
+        "open",
+    ],
+    "funnel": [(("Case Opened",), True)],
+    "first_value": [(("Case Opened",), True)],
+    "automation": [
+        (("Step Completed", "Step Failed", "Step Lease Expired", "Step Escalated"), True),
+        (("Case Opened",), True),
+    ],
+    "workload": [(("Step Completed",), True), "open"],
+}
+CASE_EVENTS = ("Case Opened", "Case Completed", "Case Cancelled", "Case Reopened")
+OPEN_CASES = """
+SELECT case_id FROM (
+  SELECT DISTINCT ON (case_id) case_id, name FROM analytics_event
+  WHERE name = ANY(%s) AND case_id IS NOT NULL
+  ORDER BY case_id, occurred_at DESC, id DESC
+) latest WHERE name NOT IN ('Case Completed', 'Case Cancelled')
+"""
+
+
+def scope_ids(key: str, f: Filters) -> set[int]:
+    from django.db import connection
+
     from analytics.models import Event
 
-    events = Event.objects.filter(name__in=list(names), case_id__isnull=False)
-    if since is not None:
-        events = events.filter(occurred_at__gte=since, occurred_at__lt=until)
-    return set(events.order_by().values_list("case_id", flat=True).distinct())
+    ids: set[int] = set()
+    for scope in SCOPES[key]:
+        if scope == "open":
+            with connection.cursor() as cursor:
+                cursor.execute(OPEN_CASES, [list(CASE_EVENTS)])
+                ids |= {row[0] for row in cursor.fetchall()}
+            continue
+        names, windowed = scope
+        events = Event.objects.filter(name__in=list(names), case_id__isnull=False)
+        if windowed:
+            events = events.filter(occurred_at__gte=f.since, occurred_at__lt=f.until)
+        ids |= set(events.order_by().values_list("case_id", flat=True).distinct())
+    return ids
+
+
+EVENTS_OF = f"""
+SELECT {", ".join(EVENT_FIELDS)} FROM analytics_event
+WHERE case_id = ANY(%s) ORDER BY case_id, occurred_at, id
+"""
 
 
 def cases(
-    case_ids: Iterable[int] | None, config: Config, *, chunk: int = 2000
-) -> Iterator[CaseFacts]:
-    """The facts of these cases (all cases: None), one case at a time, in id order."""
-    from analytics.models import Event
+    case_ids: Iterable[int], config: Config, *, chunk: int = 2000
+) -> Iterator[list[CaseFacts]]:
+    """The facts of these cases, a batch at a time, in id order."""
+    from django.db import connection
 
-    def batches() -> Iterator[Any]:
-        if case_ids is None:
-            yield Event.objects.filter(case_id__isnull=False)
-            return
-        ids = sorted(case_ids)
-        for i in range(0, len(ids), chunk):
-            yield Event.objects.filter(case_id__in=ids[i : i + chunk])
-
-    for events in batches():
-        rows = (
-            events.order_by("case_id", "occurred_at", "id")
-            .values_list(*EVENT_FIELDS)
-            .iterator(chunk_size=20000)
-        )
+    ids = sorted(case_ids)
+    for i in range(0, len(ids), chunk):
+        with connection.cursor() as cursor:
+            cursor.execute(EVENTS_OF, [ids[i : i + chunk]])
+            rows = cursor.fetchall()
+        batch: list[CaseFacts] = []
         current: list[tuple] = []
         for row in rows:
+            row = (*row[:-2], _json(row[-2]), _json(row[-1]))
             if current and row[0] != current[0][0]:
-                yield fold(current[0][0], current, config)
+                batch.append(fold(current[0][0], current, config))
                 current = []
             current.append(row)
         if current:
-            yield fold(current[0][0], current, config)
+            batch.append(fold(current[0][0], current, config))
+        yield batch
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def segmentation(account_ids: Iterable[int]) -> dict[int, dict[str, str]]:
@@ -445,19 +491,23 @@ def segmentation(account_ids: Iterable[int]) -> dict[int, dict[str, str]]:
 
 
 class Scope:
-    """The cases a report needs, read once, with filters applied the reports' way."""
+    """The cases a report needs, replayed a batch at a time (memory stays flat at a
+    million cases), with the filters applied the reports' way."""
 
-    def __init__(self, f: Filters, case_ids: set[int] | None, config: Config) -> None:
+    def __init__(self, key: str, f: Filters, config: Config) -> None:
         self.f, self.config = f, config
-        folded = list(cases(case_ids, config))
-        accounts = segmentation(c.account_id for c in folded if c.account_id)
-        self.cases = []
-        for case in folded:
-            if case.opened_at is None:
-                continue  # events of a case opened before retention: not replayable
-            case.segmentation = accounts.get(case.account_id, case.segmentation)
-            if self._case_matches(case):
-                self.cases.append(case)
+        self.case_ids = scope_ids(key, f)
+
+    @property
+    def cases(self) -> Iterator[CaseFacts]:
+        for batch in cases(self.case_ids, self.config):
+            accounts = segmentation(c.account_id for c in batch if c.account_id)
+            for case in batch:
+                if case.opened_at is None:
+                    continue  # events of a case opened before retention: not replayable
+                case.segmentation = accounts.get(case.account_id, case.segmentation)
+                if self._case_matches(case):
+                    yield case
 
     def _case_matches(self, case: CaseFacts) -> bool:
         f = self.f
@@ -486,8 +536,7 @@ def _none_last(value: Any) -> tuple[bool, Any]:
 
 
 def replay_sla(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
-    # Any clock may be at risk or overdue now, whenever it started: every case with one.
-    scope = Scope(f, _scope_ids(["SLA Started"], None, None), config)
+    scope = Scope("sla", f, config)
     verdicts: list[tuple[TaskFacts, Clock, str, datetime]] = []
     stopped: list[tuple[TaskFacts, Clock]] = []
     breached_list, at_risk = [], []
@@ -571,7 +620,7 @@ def _milestones(f: Filters, config: Config) -> tuple[str, int | None, list[str]]
 def replay_funnel(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
     playbook, _number, keys = _milestones(f, config)
     f = f.but(playbook=playbook)
-    scope = Scope(f, _scope_ids(["Case Opened"], f.since, f.until), config)
+    scope = Scope("funnel", f, config)
     cohort = [c for c in scope.cases if f.in_range(c.opened_at)]
     n = len(keys)
     stage_counts = [Counter() for _ in range(n + 1)]
@@ -655,7 +704,7 @@ def replay_funnel(f: Filters, now: datetime, config: Config) -> dict[str, list[t
 
 
 def replay_first_value(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
-    scope = Scope(f, _scope_ids(["Case Opened"], f.since, f.until), config)
+    scope = Scope("first_value", f, config)
     edges = bucket_edges(f.window_days)
     rows: list[tuple[Any, bool, bool, float | None]] = []
     for case in scope.cases:
@@ -698,10 +747,7 @@ def replay_first_value(f: Filters, now: datetime, config: Config) -> dict[str, l
 
 
 def replay_automation(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
-    ids = _scope_ids(["Step Completed"], f.since, f.until)
-    ids |= _scope_ids(["Step Failed", "Step Lease Expired", "Step Escalated"], f.since, f.until)
-    ids |= _scope_ids(["Case Opened"], f.since, f.until)
-    scope = Scope(f, ids, config)
+    scope = Scope("automation", f, config)
     finished: list[TaskFacts] = []
     failures: list[Failure] = []
     handoffs: list[int] = []
@@ -753,7 +799,7 @@ def replay_automation(f: Filters, now: datetime, config: Config) -> dict[str, li
 
 
 def replay_workload(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
-    scope = Scope(f, None, config)
+    scope = Scope("workload", f, config)
     open_tasks: list[TaskFacts] = []
     done: list[TaskFacts] = []
     for case in scope.cases:
@@ -851,4 +897,4 @@ def replay(
     return REPLAYS[key](f, now, config or Config())
 
 
-__all__ = ["Config", "differences", "fold", "replay"]
+__all__ = ["SCOPES", "Config", "differences", "fold", "replay"]

@@ -44,7 +44,7 @@ from analytics.metrics.base import (
     Filters,
     Report,
     Table,
-    case_conditions,
+    case_filter_join,
     fetch,
     share,
     task_conditions,
@@ -56,41 +56,61 @@ TITLE = "SLA compliance"
 
 
 def _joins(f: Filters) -> tuple[str, list[str], dict]:
-    conds, params, needs_account = case_conditions(f)
+    join, conds, params = case_filter_join(f, "s.case_id")
     tconds, tparams = task_conditions(f)
-    joins = "JOIN onboarding_task t ON t.id = s.task_id"
-    if conds:
-        joins += " JOIN onboarding_case c ON c.id = s.case_id"
-        if needs_account:
-            joins += " JOIN onboarding_account a ON a.id = c.account_id"
+    joins = f"JOIN onboarding_task t ON t.id = s.task_id {join}"
     return joins, conds + tconds, {**params, **tparams}
 
 
-_VERDICTS = """
-WITH v AS (
-  SELECT s.task_id, s.case_id, s.consumed_seconds,
-         CASE WHEN s.state = 'met' THEN 'met' ELSE 'breached' END AS state,
-         {verdict_at} AS at
+# One pass over the clocks with a verdict in the range or stopped in it: joined once to
+# their task, aggregated finely (step, queue, agent, week) by hashing, then rolled up.
+_ONE_PASS = """
+WITH s AS (
+  SELECT s.task_id, s.case_id, s.state, s.consumed_seconds, s.attribution,
+         {verdict_at} AS at,
+         s.state IN ('met', 'breached')
+           AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s AS stopped
   FROM onboarding_slatimer s
-  WHERE s.kind = 'task' AND {verdict_in_range}
-), g AS (
-  SELECT GROUPING(t.step_key) AS g_step, GROUPING(t.queue_id) AS g_queue,
-         GROUPING(t.assignee_id) AS g_agent, GROUPING(w.week) AS g_week,
-         t.step_key, t.queue_id, t.assignee_id, w.week,
-         count(*) FILTER (WHERE s.state = 'met') AS met,
-         count(*) FILTER (WHERE s.state = 'breached') AS breached,
-         percentile_disc(0.5) WITHIN GROUP (ORDER BY s.consumed_seconds)
-           FILTER (WHERE s.state = 'met') AS p50_used
-  FROM v s {joins}
-  CROSS JOIN LATERAL (SELECT date_trunc('week', s.at AT TIME ZONE %(tz)s)::date AS week) w
+  WHERE s.kind = 'task' AND ({verdict_in_range} OR {stopped_in_range})
+), j AS MATERIALIZED (
+  SELECT t.step_key, t.queue_id, t.assignee_id, s.consumed_seconds, s.attribution, s.stopped,
+         s.at >= %(since)s AND s.at < %(until)s AS verdict,
+         s.state = 'met' AS met, s.at
+  FROM s {joins}
   WHERE {where}
-  GROUP BY GROUPING SETS ((t.step_key), (t.queue_id), (t.assignee_id), (w.week), ())
+), fine AS (
+  SELECT step_key, queue_id, assignee_id,
+         date_trunc('week', at AT TIME ZONE %(tz)s)::date AS week,
+         count(*) FILTER (WHERE verdict AND met) AS met,
+         count(*) FILTER (WHERE verdict AND NOT met) AS breached,
+         count(*) FILTER (WHERE stopped) AS stopped,
+         sum((attribution->>'internal')::float8) FILTER (WHERE stopped) AS internal,
+         sum((attribution->>'automation')::float8) FILTER (WHERE stopped) AS automation,
+         sum((attribution->>'customer')::float8) FILTER (WHERE stopped) AS customer
+  FROM j GROUP BY 1, 2, 3, 4
+), g AS (
+  SELECT GROUPING(step_key) AS g_step, GROUPING(queue_id) AS g_queue,
+         GROUPING(assignee_id) AS g_agent, GROUPING(week) AS g_week,
+         step_key, queue_id, assignee_id, week,
+         coalesce(sum(met), 0)::int AS met,
+         coalesce(sum(breached), 0)::int AS breached,
+         coalesce(sum(stopped), 0)::int AS stopped,
+         coalesce(sum(internal), 0), coalesce(sum(automation), 0), coalesce(sum(customer), 0)
+  FROM fine
+  GROUP BY GROUPING SETS ((step_key), (queue_id), (assignee_id), (week), ())
 )
-SELECT g.*, q.key, q.name, u.username, trim(u.first_name || ' ' || u.last_name)
+SELECT g.*, NULL::float8 AS p50, q.key, q.name, u.username,
+       trim(u.first_name || ' ' || u.last_name)
 FROM g
 LEFT JOIN onboarding_queue q ON q.id = g.queue_id
 LEFT JOIN auth_user u ON u.id = g.assignee_id
+UNION ALL
+SELECT 0, 1, 1, 1, step_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY consumed_seconds), NULL, NULL, NULL, NULL
+FROM j WHERE verdict AND met GROUP BY step_key
 """
+STOPPED_IN_RANGE = """(s.state IN ('met', 'breached')
+  AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s)"""
 
 # The verdict time of a clock with a verdict, and the clocks with one in the range.
 VERDICT_AT = (
@@ -105,17 +125,6 @@ VERDICT_IN_RANGE = f"""(
   OR {BREACHED_IN_RANGE})"""
 AT_RISK = """(s.state = 'running' AND s.due_at > %(now)s
   AND (s.warned_at IS NOT NULL OR s.warn_at <= %(now)s))"""
-
-_WHOSE_TIME = """
-SELECT t.step_key, count(*),
-       sum(coalesce((s.attribution->>'internal')::float, 0)),
-       sum(coalesce((s.attribution->>'automation')::float, 0)),
-       sum(coalesce((s.attribution->>'customer')::float, 0))
-FROM onboarding_slatimer s {joins}
-WHERE s.kind = 'task' AND s.state IN ('met', 'breached')
-  AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s AND {where}
-GROUP BY t.step_key ORDER BY t.step_key
-"""
 
 _LIST = """
 SELECT s.case_id, t.step_key, q.key, t.assignee_id, {when}, {extra},
@@ -139,10 +148,13 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
     report = Report(KEY, TITLE, f)
     joins, conds, params = _joins(f)
     params.update(since=f.since, until=f.until, tz=str(f.tz), now=now, limit=limit)
-    sql = _VERDICTS.format(
-        joins=joins, where=where(conds), verdict_at=VERDICT_AT, verdict_in_range=VERDICT_IN_RANGE
+    sql = _ONE_PASS.format(
+        joins=joins,
+        where=where(conds),
+        verdict_at=VERDICT_AT,
+        verdict_in_range=VERDICT_IN_RANGE,
+        stopped_in_range=STOPPED_IN_RANGE,
     )
-    rows = fetch(sql, params)
 
     def pct(met: int, breached: int) -> float | None:
         return share(met, met + breached)
@@ -152,35 +164,33 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
         Column("breached", "Breached", "int"),
         Column("pct_met", "% met", "pct"),
     ]
-    by_step, by_queue, by_agent, by_week, overall = [], [], [], [], []
-    for (
-        g_step,
-        g_queue,
-        g_agent,
-        g_week,
-        step_key,
-        _queue_id,
-        agent_id,
-        week,
-        met,
-        breached,
-        p50,
-        queue_key,
-        queue_name,
-        username,
-        full,
-    ) in rows:
+    by_step, by_queue, by_agent, by_week, overall, whose = [], [], [], [], [], []
+    medians: dict[str, float] = {}
+    for row in fetch(sql, params):
+        g_step, g_queue, g_agent, g_week, step_key, _queue_id, agent_id, week = row[:8]
+        met, breached, stopped, internal, auto, cust, p50 = row[8:15]
+        queue_key, queue_name, username, full = row[15:]
+        if p50 is not None:
+            medians[step_key] = p50
+            continue
         tail = (met, breached, pct(met, breached))
+        if not g_step and stopped:
+            total = internal + auto + cust
+            whose.append((step_key, stopped, internal, auto, cust, share(cust, total)))
+        overall_row = g_step and g_queue and g_agent and g_week
+        if met + breached == 0 and not overall_row:
+            continue  # only clocks stopped in the range, their verdict before it
         if not g_step:
-            by_step.append((step_key, *tail, p50))
+            by_step.append((step_key, *tail))
         elif not g_queue:
             by_queue.append((queue_key, queue_name or "(no queue)", *tail))
         elif not g_agent:
             by_agent.append((agent_id, _name(username, full) or "(unassigned)", *tail))
         elif not g_week:
             by_week.append((week, *tail))
-        else:
+        elif overall_row:
             overall.append(tail)
+    by_step = [(*row, medians.get(row[0])) for row in by_step]
     report.add(
         Table(
             "summary",
@@ -226,8 +236,6 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
     report.add(
         Table("by_week", "By week", [Column("week", "Week of", "date"), *counts], sorted(by_week))
     )
-
-    whose = fetch(_WHOSE_TIME.format(joins=joins, where=where(conds)), params)
     report.add(
         Table(
             "whose_time",
@@ -240,10 +248,7 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
                 Column("customer", "On the customer", "hours"),
                 Column("customer_share", "Customer share", "pct"),
             ],
-            [
-                (step, n, internal, auto, cust, share(cust, internal + auto + cust))
-                for step, n, internal, auto, cust in whose
-            ],
+            sorted(whose),
             note="Clocks that stopped in the range with a verdict; paused time included.",
         )
     )

@@ -22,7 +22,7 @@ from analytics.metrics.base import (
     Filters,
     Report,
     Table,
-    case_conditions,
+    case_filter_join,
     fetch,
     task_conditions,
     where,
@@ -75,13 +75,8 @@ def _by_key(rows: list[tuple]) -> list[tuple]:
 
 def workload(f: Filters) -> Report:
     report = Report(KEY, TITLE, f)
-    conds, params, needs_account = case_conditions(f)
+    joins, conds, params = case_filter_join(f, "t.case_id")
     tconds, tparams = task_conditions(f)
-    joins = ""
-    if conds:
-        joins = "JOIN onboarding_case c ON c.id = t.case_id"
-        if needs_account:
-            joins += " JOIN onboarding_account a ON a.id = c.account_id"
     params.update(tparams, since=f.since, until=f.until, tz=str(f.tz))
     sql_where = where(conds + tconds)
 

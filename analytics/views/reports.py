@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -449,6 +450,10 @@ def reports_view(request: HttpRequest) -> HttpResponse:
     actor = Actor.for_user(request.user, source="admin")
     if not actor.is_manager:
         raise PermissionDenied("Reports are for managers.")
+    if connection.vendor != "postgresql":
+        # The reports' aggregates are PostgreSQL SQL (grouping sets, percentiles).
+        context = {**admin.site.each_context(request), "title": "Reports", "unsupported": True}
+        return TemplateResponse(request, "reports/reports.html", context)
     options = Options.load()
     data = form_data(request.GET)
     form = ReportFilterForm(data, options=options)

@@ -120,6 +120,15 @@ def test_an_unknown_table_is_not_found(as_user, manager, history):
     assert response.status_code == 404
 
 
+def test_without_postgresql_the_page_says_what_it_needs(as_user, manager, monkeypatch):
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+
+    response = as_user(manager).get(URL)
+
+    assert response.status_code == 200
+    assert b"Reports run on PostgreSQL" in response.content
+
+
 def test_agents_are_refused(as_user, agent_a):
     response = as_user(agent_a).get(URL)
 
