@@ -188,8 +188,10 @@ class CaseSummarySerializer(serializers.ModelSerializer):
         choices=selectors.SLA_STATUSES,
         read_only=True,
         source="api_sla_status",
-        help_text="breached: an SLA of the case was missed (or is past due); at_risk: a "
-        "running clock is past its warning point; on_track: neither.",
+        help_text="From the SLA clocks of the case's open work (its open tasks, and its "
+        "own time to live while it is open). breached: one of them was missed or runs past "
+        "due; at_risk: one runs past its warning point; on_track: neither. A completed or "
+        "cancelled case has no open work: on_track.",
     )
 
     class Meta:
@@ -217,7 +219,11 @@ class CaseSummarySerializer(serializers.ModelSerializer):
 
 class CaseDetailSerializer(CaseSummarySerializer):
     """A case with its tasks (in step order), its time-to-live clock and its context log
-    (newest first)."""
+    (newest first).
+
+    Documents the body; `api.selectors.case_detail` renders it without serializer
+    instances (tests compare the two).
+    """
 
     tasks = TaskSerializer(many=True, read_only=True, source="api_tasks")
     time_to_live = serializers.SerializerMethodField()
@@ -257,3 +263,20 @@ class SignalSerializer(serializers.ModelSerializer):
         # The caller may know it already (a batch): no query per stored duplicate.
         known = getattr(signal, "api_account_external_id", None)
         return known if known is not None else signal.account.external_id
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def signal_body(signal: Signal, account_external_id: str) -> dict[str, Any]:
+    """SignalSerializer's representation without building a serializer per signal (a
+    batch renders hundreds; tests compare the two)."""
+    return {
+        "signal_id": signal.signal_id,
+        "name": signal.name,
+        "account_external_id": account_external_id,
+        "properties": {str(key): value for key, value in signal.properties.items()},
+        "occurred_at": _DATETIME.to_representation(signal.occurred_at),
+        "received_at": _DATETIME.to_representation(signal.received_at),
+        "completed_tasks": signal.completed_tasks,
+    }

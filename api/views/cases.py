@@ -30,9 +30,8 @@ CASE_ID_PARAM = OpenApiParameter(
 
 def case_response(case_id: int, *, status: int = 200) -> Response:
     """The case as it is now (the caller has just acted on it: no visibility filter)."""
-    case = selectors.case_detail(case_id, actor=None)
     return Response(
-        CaseDetailSerializer(case).data,
+        selectors.case_detail(case_id, actor=None),
         status=status,
         headers={"Location": f"/api/v1/cases/{case_id}"} if status == 201 else None,
     )
@@ -151,10 +150,10 @@ class CaseDetail(ApiView):
         responses=CaseDetailSerializer,
     )
     def get(self, request: Request, case_id: int) -> Response:
-        case = selectors.case_detail(case_id, actor_for(request))
-        if case is None:
+        body = selectors.case_detail(case_id, actor_for(request))
+        if body is None:
             raise NotFound(f"Case {case_id} does not exist.")
-        return Response(CaseDetailSerializer(case).data)
+        return Response(body)
 
 
 class NoteIn(serializers.Serializer):
