@@ -16,6 +16,7 @@ from api.serializers import (
     AwareDateTimeField,
     JsonObjectField,
     SignalSerializer,
+    signal_body,
 )
 from api.views.base import ApiView, validated
 from onboarding.models import Signal
@@ -116,8 +117,10 @@ class SignalReceiveBatch(ApiView):
 
     @extend_schema(
         summary=f"Send up to {MAX_BATCH_SIZE} product signals",
-        description="Each signal is stored and applied on its own: a bad item is reported "
-        "in its result and does not stop the others. Results are in request order.",
+        description="Every item is checked first; the good ones are then stored and "
+        "applied together, each as if sent on its own (de-duplicated by signal id, the "
+        "steps waiting for it moved). A bad item is reported in its result and does not "
+        "stop the others. Results are in request order.",
         request=SignalBatchDoc,
         responses={200: SignalBatchOut},
     )
@@ -125,16 +128,16 @@ class SignalReceiveBatch(ApiView):
         items = validated(SignalBatchIn, request.data)["signals"]
         results: list[dict[str, Any] | None] = [None] * len(items)
         valid: list[tuple[int, dict[str, Any]]] = []
+        item_in = SignalIn()  # one instance for every item: its fields are built once
         for index, item in enumerate(items):
-            serializer = SignalIn(data=item)
-            if serializer.is_valid():
-                valid.append((index, dict(serializer.validated_data)))
-            else:
+            try:
+                valid.append((index, dict(item_in.run_validation(item))))
+            except serializers.ValidationError as exc:
                 error = _item_error(
                     422,
                     "invalid_input",
                     "Invalid signal.",
-                    errors=list(field_errors(serializer.errors)),
+                    errors=list(field_errors(exc.detail)),
                 )
                 results[index] = {"index": index, "status": "error", "signal": None, "error": error}
         outcomes = signals_receive_batch(signals=[d for _, d in valid], actor=actor_for(request))
@@ -146,11 +149,10 @@ class SignalReceiveBatch(ApiView):
                 error = _item_error(exc.status, exc.code, exc.message, errors=errors)
                 results[index] = {"index": index, "status": "error", "signal": None, "error": error}
             else:
-                signal.api_account_external_id = item["account_external_id"]
                 results[index] = {
                     "index": index,
                     "status": "created" if created else "duplicate",
-                    "signal": SignalSerializer(signal).data,
+                    "signal": signal_body(signal, item["account_external_id"]),
                     "error": None,
                 }
         statuses = [r["status"] for r in results if r is not None]

@@ -2,10 +2,11 @@
 ("Data Source Connected"), and the steps waiting for it move on.
 
 `signal_id` is the producer's id and the de-duplication key. The unique index on it
-decides who applies a signal: the insert runs first, in a savepoint, so a second
-delivery of the same id — sequential or concurrent — fails to insert (a concurrent
-one waits on the index until the first commits), rolls back only its savepoint and
-returns the stored row, changing nothing.
+decides who applies a signal: the insert runs first, so a second delivery of the same
+id — sequential or concurrent — fails to insert (a concurrent one waits on the index
+until the first commits) and returns the stored row, changing nothing. One signal
+inserts in a savepoint and rolls back only that; a batch inserts its new signals in
+one statement that skips the ids already taken (`signals_receive_batch`).
 
 What a signal does, in the transaction that stores it:
 - completes every waiting *signal* step of the account's open cases whose
@@ -28,16 +29,17 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
-from analytics.recording import record
+from analytics.models import Event
+from analytics.recording import build_event, record
 from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from onboarding.models import Account, ContextEntry, Signal, StepKind, Task
+from onboarding.models import Account, Case, ContextEntry, Signal, StepKind, Task
 from onboarding.models.cases import OPEN_CASE_STATES, TaskState
 from onboarding.services._write import atomic_write
 from onboarding.services.tasks import add_context_entry, task_complete_by_signal, task_resume
@@ -55,6 +57,16 @@ def _check_actor(actor: Actor) -> None:
         raise Forbidden(f"{actor} may not send product signals.")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _clean(
     name: Any, account_external_id: Any, signal_id: Any, properties: Any, occurred_at: Any
 ) -> tuple[str, str, str, dict[str, Any], datetime | None]:
@@ -70,6 +82,8 @@ def _clean(
             raise InvalidInput(f"A {field} is required.", field=field)
         if limit is not None and len(text) > limit:
             raise InvalidInput(f"{field} is longer than {limit} characters.", field=field)
+        if "\x00" in text:
+            raise InvalidInput(f"{field} may not contain NUL characters.", field=field)
         cleaned.append(text)
     if properties is None:
         properties = {}
@@ -79,6 +93,8 @@ def _clean(
         json.dumps(properties)
     except (TypeError, ValueError):
         raise InvalidInput("properties must be plain JSON.", field="properties") from None
+    if _has_nul(properties):  # PostgreSQL's jsonb cannot store them
+        raise InvalidInput("properties may not contain NUL characters.", field="properties")
     if occurred_at is not None and (
         not isinstance(occurred_at, datetime) or timezone.is_naive(occurred_at)
     ):
@@ -121,13 +137,23 @@ def signal_receive(
 def signals_receive_batch(
     *, signals: list[dict[str, Any]], actor: Actor
 ) -> list[tuple[Signal | None, bool, DomainError | None]]:
-    """Receive many signals; each item is its own transaction and its own outcome.
+    """Receive many signals: validate every item first, then store and apply the good
+    ones in one transaction. Returns one `(signal, created, error)` per item, in order.
 
-    Returns one `(signal, created, error)` per item, in order: a bad item reports its
-    DomainError and does not stop the others. The actor and the batch size are
-    checked for the whole request (Forbidden / InvalidInput raised, nothing stored).
-    Accounts and already-stored signal ids are resolved with one query each, so a
-    replayed batch costs two queries rather than a failed insert per item.
+    The actor and the batch size are checked for the whole request (Forbidden /
+    InvalidInput raised, nothing stored). Then each item is checked on its own (its
+    fields, its account, a signal id already stored for another signal): a bad item
+    reports its DomainError and is left out of the write, so it cannot undo the good
+    ones. Accounts and already-stored signal ids are resolved with one query each, so a
+    replayed batch costs two queries and no transaction.
+
+    The new signals are written together (`_store_batch`): one INSERT, one query for
+    the steps they may move, one INSERT of their "Signal Received" events, one commit,
+    instead of a transaction per signal. Each signal still does exactly what
+    `signal_receive` does, in request order. Should that transaction fail as a whole
+    (a lock wait that timed out, an account deleted meanwhile), it is rolled back and
+    the items are received again one transaction each, so one item's failure stays
+    its own.
     """
     _check_actor(actor)
     if not isinstance(signals, list):
@@ -159,6 +185,8 @@ def signals_receive_batch(
     stored = {
         s.signal_id: s for s in Signal.objects.filter(signal_id__in={v[2] for v in valid.values()})
     }
+    new: dict[str, _NewSignal] = {}  # signal id → its first item in this batch
+    repeats: list[tuple[int, str, Account]] = []  # later items with the same id
     for i, (name, external_id, signal_id, properties, occurred_at) in valid.items():
         try:
             account = accounts.get(external_id)
@@ -169,20 +197,221 @@ def signals_receive_batch(
             existing = stored.get(signal_id)
             if existing is not None:
                 results[i] = (_same_signal(existing, name=name, account=account), False, None)
-                continue
-            signal, created = _receive(
-                account=account,
-                name=name,
-                signal_id=signal_id,
-                properties=properties,
-                occurred_at=occurred_at,
-                actor=actor,
+            elif signal_id in new:  # the same id twice in one batch applies once
+                repeats.append((i, name, account))
+            else:
+                new[signal_id] = _NewSignal(i, account, name, signal_id, properties, occurred_at)
+        except DomainError as exc:
+            results[i] = (None, False, exc)
+    if not new:
+        return results
+
+    try:
+        outcomes = _store_batch(list(new.values()), actor)
+    except (DatabaseError, Conflict) as exc:
+        log.warning("signal batch rolled back (%s); receiving its items one by one", exc)
+        outcomes = {}
+        for item in new.values():
+            try:
+                outcomes[item.signal_id] = _receive(
+                    account=item.account,
+                    name=item.name,
+                    signal_id=item.signal_id,
+                    properties=item.properties,
+                    occurred_at=item.occurred_at,
+                    actor=actor,
+                )
+            except DomainError as error:
+                outcomes[item.signal_id] = error
+    for item in new.values():
+        outcome = outcomes[item.signal_id]
+        results[item.index] = (
+            (None, False, outcome) if isinstance(outcome, DomainError) else (*outcome, None)
+        )
+    for i, name, account in repeats:
+        signal_id = valid[i][2]
+        first = outcomes[signal_id]
+        try:
+            holder = (
+                Signal.objects.filter(signal_id=signal_id).first()
+                if isinstance(first, DomainError)
+                else first[0]
             )
-            stored[signal_id] = signal  # the same id twice in one batch applies once
-            results[i] = (signal, created, None)
+            if holder is None:
+                raise Conflict("The signal could not be stored; try again.", signal_id=signal_id)
+            results[i] = (_same_signal(holder, name=name, account=account), False, None)
         except DomainError as exc:
             results[i] = (None, False, exc)
     return results
+
+
+class _NewSignal(NamedTuple):
+    """A batch item that passed every check and whose id is not stored yet."""
+
+    index: int
+    account: Account
+    name: str
+    signal_id: str
+    properties: dict[str, Any]
+    occurred_at: datetime | None
+
+
+def _store_batch(
+    items: list[_NewSignal], actor: Actor
+) -> dict[str, tuple[Signal, bool] | DomainError]:
+    """Store and apply `items` (distinct ids) in one transaction; the outcome per id.
+
+    1. One INSERT … ON CONFLICT (signal_id) DO NOTHING RETURNING: the unique index still
+       decides who applies a signal. A concurrent writer of the same id makes this
+       statement wait for its commit, then the row is skipped here and reported as a
+       duplicate (or a Conflict if that writer stored another signal under the id).
+       Rows go in signal id order, so two batches with overlapping ids take the index
+       entries in the same order and cannot deadlock on them.
+    2. One query for the waiting steps the new signals may move. If there are any,
+       their cases are locked in id order (one statement) and the query runs again.
+       A signal with such steps applies them exactly as `signal_receive` does
+       (`_move`: each task through its own service, one event per transition); since
+       that can start steps waiting for a later signal of the batch, the query runs
+       again after a signal moved something, so the batch means what the same
+       signals sent one by one would.
+    3. One INSERT of the "Signal Received" events, kept in the order one-by-one
+       delivery would write them (pending ones go in before a signal moves steps).
+    """
+    outcomes: dict[str, tuple[Signal, bool] | DomainError] = {}
+    with atomic_write():
+        now = clock.now()
+        rows = [
+            Signal(
+                signal_id=item.signal_id,
+                name=item.name,
+                account=item.account,
+                properties=item.properties,
+                occurred_at=item.occurred_at or now,
+                received_at=now,
+            )
+            for item in items
+        ]
+        created = _insert_new(sorted(rows, key=lambda row: row.signal_id))
+        lost = [item for item in items if item.signal_id not in created]
+        if lost:  # stored by a concurrent writer since the batch looked
+            holders = Signal.objects.filter(signal_id__in=[item.signal_id for item in lost])
+            by_id = {signal.signal_id: signal for signal in holders}
+            for item in lost:
+                log.info("signal %s was received before; not applied again", item.signal_id)
+                try:
+                    holder = by_id.get(item.signal_id)
+                    if holder is None:
+                        raise Conflict(
+                            "The signal could not be stored; try again.", signal_id=item.signal_id
+                        )
+                    outcomes[item.signal_id] = (
+                        _same_signal(holder, name=item.name, account=item.account),
+                        False,
+                    )
+                except DomainError as exc:
+                    outcomes[item.signal_id] = exc
+        fresh = [row for row in rows if row.signal_id in created]
+        events: list[Event] = []
+        waiting = _waiting_tasks(fresh)
+        if waiting:
+            # Lock every case the batch may move, in id order, before moving any: a
+            # batch keeps its locks to the end, so two batches (or a batch and one
+            # signal) taking cases in their own orders could deadlock. Then read the
+            # waiting steps again: nobody else can move them now.
+            _lock_cases({case_id for tasks in waiting.values() for _, _, case_id in tasks})
+            waiting = _waiting_tasks(fresh)
+        for k, signal in enumerate(fresh):
+            tasks = waiting.get((signal.account_id, signal.name), [])
+            completed = moved = 0
+            if tasks:
+                _insert_events(events)
+                completed, moved = _move(signal, tasks, actor)
+                if completed:
+                    signal.completed_tasks = completed
+                    Signal.objects.filter(pk=signal.pk).update(completed_tasks=completed)
+                if moved:
+                    waiting = _waiting_tasks(fresh[k + 1 :])
+            events.append(
+                build_event(
+                    "Signal Received",
+                    actor=actor,
+                    account=signal.account,
+                    properties={
+                        "signal": signal.name,
+                        "signal_id": signal.signal_id,
+                        "completed_tasks": completed,
+                    },
+                )
+            )
+            outcomes[signal.signal_id] = (signal, True)
+        _insert_events(events)
+    return outcomes
+
+
+def _insert_new(rows: list[Signal]) -> set[str]:
+    """INSERT the rows, skipping ids already stored; set the pk of those inserted and
+    return their signal ids."""
+    using = router.db_for_write(Signal)
+    connection = connections[using]
+    meta = Signal._meta
+    qn = connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    key = qn(meta.get_field("signal_id").column)
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES {', '.join([one_row] * len(rows))} "
+        f"ON CONFLICT ({key}) DO NOTHING RETURNING {qn(meta.pk.column)}, {key}"
+    )
+    params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = dict((signal_id, pk) for pk, signal_id in cursor.fetchall())
+    for row in rows:
+        pk = inserted.get(row.signal_id)
+        if pk is not None:
+            row.pk = pk
+            row._state.adding = False
+            row._state.db = using
+    return set(inserted)
+
+
+def _insert_events(events: list[Event]) -> None:
+    """Write the events built so far (analytics.recording built and checked them)."""
+    if events:
+        Event.objects.bulk_create(events)
+        events.clear()
+
+
+def _lock_cases(case_ids: set[int]) -> None:
+    list(
+        Case.objects.filter(pk__in=case_ids)
+        .order_by("pk")
+        .select_for_update(no_key=True)
+        .values_list("pk", flat=True)
+    )
+
+
+def _waiting_tasks(signals: list[Signal]) -> dict[tuple[int, str], list[tuple[int, str, int]]]:
+    """(account id, signal name) → the tasks a signal of that name would move now, as
+    (task id, kind, case id), in the order `_apply` takes them."""
+    if not signals:
+        return {}
+    waiting = (
+        Task.objects.filter(
+            case__account_id__in={s.account_id for s in signals},
+            case__state__in=OPEN_CASE_STATES,
+            state=TaskState.WAITING,
+            kind__in=(StepKind.SIGNAL, StepKind.HUMAN),
+            step__signal_name__in={s.name for s in signals},
+        )
+        .order_by("case_id", "id")
+        .values_list("case__account_id", "step__signal_name", "id", "kind", "case_id")
+    )
+    found: dict[tuple[int, str], list[tuple[int, str, int]]] = {}
+    for account_id, name, task_id, kind, case_id in waiting:
+        found.setdefault((account_id, name), []).append((task_id, kind, case_id))
+    return found
 
 
 def _same_signal(existing: Signal, *, name: str, account: Account) -> Signal:
@@ -239,26 +468,21 @@ def _receive(
 
 
 def _apply(signal: Signal, actor: Actor) -> int:
-    """Move the tasks waiting for this signal; returns how many it completed.
+    """Move the tasks waiting for this signal; returns how many it completed."""
+    waiting = _waiting_tasks([signal]).get((signal.account_id, signal.name), [])
+    return _move(signal, waiting, actor)[0]
+
+
+def _move(signal: Signal, waiting: list[tuple[int, str, int]], actor: Actor) -> tuple[int, int]:
+    """Complete or resume these tasks for the signal: (completed, moved in all).
 
     Each task goes through its own service (lock case → task, re-check, transition,
     event), nested as a savepoint: a task that moved since the query (escalated by
     its SLA, skipped by a manager) is left alone without undoing the others.
     Cases are taken in id order, so two signals for one account never deadlock.
     """
-    waiting = (
-        Task.objects.filter(
-            case__account_id=signal.account_id,
-            case__state__in=OPEN_CASE_STATES,
-            state=TaskState.WAITING,
-            kind__in=(StepKind.SIGNAL, StepKind.HUMAN),
-            step__signal_name=signal.name,
-        )
-        .order_by("case_id", "id")
-        .values_list("id", "kind")
-    )
-    completed = 0
-    for task_id, kind in waiting:
+    completed = moved = 0
+    for task_id, kind, _ in waiting:
         try:
             if kind == StepKind.SIGNAL:
                 task_complete_by_signal(task_id=task_id, actor=actor, signal_name=signal.name)
@@ -273,6 +497,7 @@ def _apply(signal: Signal, actor: Actor) -> int:
                         body=f"Signal: {signal.name} — the customer did what this step waited for.",
                         signal_id=signal.signal_id,
                     )
+            moved += 1
         except DomainError:
             continue
-    return completed
+    return completed, moved

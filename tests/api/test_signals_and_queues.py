@@ -3,9 +3,13 @@ claim-next for signed-in agents."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from rest_framework.renderers import JSONRenderer
 
 from analytics.models import Event
+from api.serializers import SignalSerializer
 from onboarding import services
 from onboarding.models import Signal, Task
 from tests.conftest import task_of
@@ -168,3 +172,60 @@ def test_replaying_a_batch_costs_a_few_queries_whatever_its_size(
         replay = integration.post("/api/v1/signals/batch", batch, format="json")
 
     assert replay.json()["duplicates"] == 50
+
+
+def test_a_batch_of_new_signals_costs_a_few_queries_whatever_its_size(
+    integration, waiting, make_account, django_assert_max_num_queries
+):
+    accounts = [waiting.account.external_id] + [make_account().external_id for _ in range(4)]
+    integration.get("/api/v1/events/")  # the token's last-used time is fresh
+    batch = {
+        "signals": [
+            _signal(f"evt-{i}", accounts[i % 5], name=CONNECTED if i == 5 else "User Invited")
+            for i in range(100)
+        ]
+    }
+
+    # token, accounts, stored ids; then one transaction: insert, waiting steps, lock
+    # their case, waiting steps again, the events so far, the step's completion (the
+    # write path's dozen: lock, update + event, context entry, the case completes…),
+    # the signal's count, waiting steps again, the rest of the events. Not 100 of any.
+    with django_assert_max_num_queries(26):
+        response = integration.post("/api/v1/signals/batch", batch, format="json")
+
+    assert response.json()["created"] == 100
+    assert response.json()["results"][5]["signal"]["completed_tasks"] == 1
+    assert task_of(waiting, "connect").state == "done"
+    assert Event.objects.filter(name="Signal Received").count() == 100
+
+    quiet = {"signals": [_signal(f"more-{i}", accounts[i % 5], name="Other") for i in range(100)]}
+    with django_assert_max_num_queries(8):  # … insert, waiting steps (none), events
+        assert integration.post("/api/v1/signals/batch", quiet, format="json").status_code == 200
+
+
+def test_batch_results_carry_the_signal_as_the_serializer_renders_it(integration, waiting):
+    account = waiting.account.external_id
+    integration.post(
+        "/api/v1/signals/", _signal("seen", account, name="User Invited"), format="json"
+    )
+    items = [
+        _signal(
+            "evt-1",
+            account,
+            properties={"source": "snowflake", "rows": 12, "nested": {"ok": True}},
+            occurred_at="2025-03-03T11:00:00.5+02:00",
+        ),
+        _signal("seen", account, name="User Invited"),
+    ]
+
+    results = integration.post("/api/v1/signals/batch", {"signals": items}, format="json").json()[
+        "results"
+    ]
+
+    assert [r["status"] for r in results] == ["created", "duplicate"]
+    for result in results:
+        stored = Signal.objects.get(signal_id=result["signal"]["signal_id"])
+        stored.api_account_external_id = account
+        expected = json.loads(JSONRenderer().render(SignalSerializer(stored).data))
+        assert result["signal"] == expected
+    assert results[0]["signal"]["occurred_at"] == "2025-03-03T09:00:00.500000Z"

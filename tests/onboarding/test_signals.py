@@ -409,6 +409,159 @@ def test_a_batch_is_refused_whole_for_a_forbidden_actor_or_when_too_large(
     assert not Signal.objects.exists()
 
 
+def _items(signals: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """(signal id, account external id, name) → batch items."""
+    return [
+        {"signal_id": sid, "account_external_id": account, "name": name}
+        for sid, account, name in signals
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_of_new_signals_is_one_transaction_whatever_its_size(
+    make_account, integration, django_assert_max_num_queries
+):
+    accounts = [make_account() for _ in range(5)]
+    items = _items([(f"s{i}", accounts[i % 5].external_id, "User Invited") for i in range(200)])
+
+    # accounts, stored ids, then in one transaction (a savepoint here): insert the
+    # signals, look for the steps they move, insert their events
+    with django_assert_max_num_queries(7):
+        results = signals_receive_batch(signals=items, actor=integration)
+
+    assert [created for _, created, _ in results] == [True] * 200
+    assert Signal.objects.count() == 200
+    assert sorted(e.properties["signal_id"] for e in events("Signal Received")) == sorted(
+        f"s{i}" for i in range(200)
+    )
+    assert {e.account_id for e in events("Signal Received")} == {a.pk for a in accounts}
+
+
+def _history(account_ids: list[int]) -> list[tuple[Any, ...]]:
+    """What happened to these accounts, in write order, without ids or times."""
+    rank = {pk: n for n, pk in enumerate(account_ids)}
+    return [
+        (rank[e.account_id], e.name, e.step_key, e.properties.get("completed_tasks"))
+        for e in Event.objects.filter(account_id__in=account_ids).order_by("id")
+        if e.name not in ("Account Created",)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_does_what_the_same_signals_sent_one_by_one_do(
+    make_playbook, make_account, system, integration
+):
+    """Chained steps (b waits for "B Done" once a is done), a step two signals of the
+    batch match, signals for no step, the same id twice: the batch leaves the same
+    steps, signals and events, in the same order, as sending its items one at a time."""
+    playbook = make_playbook(
+        "chain",
+        [
+            {"key": "a", "name": "A", "kind": "signal", "signal_name": "A Done"},
+            {"key": "b", "name": "B", "kind": "signal", "signal_name": "B Done"},
+            {"key": "c", "name": "C", "kind": "signal", "signal_name": "C Done", "depends_on": []},
+        ],
+    )
+    worlds = []
+    for _ in range(2):
+        forward, backward = make_account(), make_account()
+        for account in (forward, backward):
+            services.case_open(account=account, playbook=playbook, actor=system)
+        worlds.append((forward, backward))
+
+    def items(forward: Any, backward: Any, tag: str) -> list[dict[str, Any]]:
+        f, b = forward.external_id, backward.external_id
+        return _items(
+            [
+                (f"{tag}1", f, "A Done"),  # completes a, which starts b
+                (f"{tag}2", f, "B Done"),  # completes b (started by the signal before)
+                (f"{tag}3", b, "B Done"),  # b not started yet: nothing
+                (f"{tag}4", b, "A Done"),  # completes a; b now waits (its signal passed)
+                (f"{tag}5", f, "C Done"),
+                (f"{tag}6", f, "C Done"),  # c is done already: stored, completes nothing
+                (f"{tag}7", b, "Heartbeat"),
+                (f"{tag}1", f, "A Done"),  # the same id again: a duplicate
+            ]
+        )
+
+    one_by_one = [signal_receive(actor=integration, **item) for item in items(*worlds[0], tag="x")]
+    batch = signals_receive_batch(signals=items(*worlds[1], tag="y"), actor=integration)
+
+    assert [(s.completed_tasks, created) for s, created in one_by_one] == [
+        (s.completed_tasks, created) for s, created, error in batch
+    ]
+    assert [created for _, created, _ in batch] == [True] * 7 + [False]
+    assert _history([a.pk for a in worlds[0]]) == _history([a.pk for a in worlds[1]])
+    for (forward, backward), _ in zip(worlds, range(2), strict=True):
+        assert Case.objects.get(account=forward).state == "completed"
+        case = Case.objects.get(account=backward)
+        assert (task_of(case, "a").state, task_of(case, "b").state) == ("done", "waiting")
+
+
+@pytest.mark.django_db
+def test_a_nul_character_is_refused_for_its_item_only(open_signal_case, integration):
+    case = open_signal_case()
+    account = case.account.external_id
+    items = [
+        {"signal_id": "ok", "account_external_id": account, "name": CONNECTED},
+        {"signal_id": "bad", "account_external_id": account, "name": "Nul\x00"},
+        {
+            "signal_id": "bad-props",
+            "account_external_id": account,
+            "name": "X",
+            "properties": {"k": ["a\x00"]},
+        },
+    ]
+
+    results = signals_receive_batch(signals=items, actor=integration)
+
+    assert [type(error).__name__ if error else created for _, created, error in results] == [
+        True,
+        "InvalidInput",
+        "InvalidInput",
+    ]
+    assert [r[2].details["field"] for r in results[1:]] == ["name", "properties"]
+    assert list(Signal.objects.values_list("signal_id", flat=True)) == ["ok"]
+
+
+@pytest.mark.django_db
+def test_when_the_batch_transaction_fails_its_items_are_received_one_by_one(
+    open_signal_case, integration, monkeypatch
+):
+    from django.db import DatabaseError
+
+    from onboarding.services import signals as signals_service
+
+    first, second = open_signal_case(), open_signal_case()
+
+    def fail(events: list[Event]) -> None:
+        if events:
+            raise DatabaseError("the batch transaction broke after its inserts")
+
+    monkeypatch.setattr(signals_service, "_insert_events", fail)
+    results = signals_receive_batch(
+        signals=_items(
+            [
+                ("one", first.account.external_id, CONNECTED),
+                ("two", "nobody", CONNECTED),
+                ("three", second.account.external_id, CONNECTED),
+                ("one", first.account.external_id, CONNECTED),
+            ]
+        ),
+        actor=integration,
+    )
+
+    outcomes = [
+        (type(error).__name__ if error else created, signal.completed_tasks if signal else None)
+        for signal, created, error in results
+    ]
+    assert outcomes == [(True, 1), ("NotFound", None), (True, 1), (False, 1)]
+    assert Signal.objects.count() == 2
+    assert len(events("Signal Received")) == 2
+    assert task_of(first, "connect").state == task_of(second, "connect").state == "done"
+    assert len(events("Step Completed")) == 2
+
+
 # --- concurrency -----------------------------------------------------------------------
 
 
@@ -456,6 +609,73 @@ def test_two_different_signals_for_one_account_complete_its_steps_without_deadlo
 
     assert all(isinstance(r, tuple) and r[1] for r in results), results
     assert Case.objects.get(pk=case.pk).state == "completed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_racing_with_overlapping_ids_store_and_apply_each_id_once(
+    open_signal_case, integration
+):
+    cases = [open_signal_case() for _ in range(24)]
+    items = _items([(f"s{i:02d}", c.account.external_id, CONNECTED) for i, c in enumerate(cases)])
+    batches = [items[:16], list(reversed(items[8:])), items[::2] + items[1::2]]
+
+    results = race(
+        *[lambda b=b: signals_receive_batch(signals=b, actor=integration) for b in batches],
+        timeout=60,
+    )
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    outcomes = [item for result in results for item in result]
+    assert not [error for _, _, error in outcomes if error is not None]
+    created = sorted(signal.signal_id for signal, was_created, _ in outcomes if was_created)
+    assert created == [f"s{i:02d}" for i in range(24)]  # each id created by one batch
+    assert Signal.objects.count() == 24
+    assert set(Signal.objects.values_list("completed_tasks", flat=True)) == {1}
+    received = [e.properties["signal_id"] for e in events("Signal Received")]
+    assert sorted(received) == created
+    for case in cases:
+        connect = task_of(case, "connect")
+        assert connect.state == "done"
+        assert len(events("Step Completed", task=connect)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_for_the_same_accounts_in_opposite_orders_move_every_step(
+    make_playbook, make_account, system, integration
+):
+    """Each case has two steps waiting for two signals; one batch sends the first to
+    every account in one order, another the second in the opposite order. A batch
+    keeps its case locks to its end, so taking them as it goes would deadlock, and
+    the victim would leave its step waiting; it locks them in id order first."""
+    playbook = make_playbook(
+        "pair",
+        [
+            {"key": "a", "name": "A", "kind": "signal", "signal_name": "A Done"},
+            {"key": "c", "name": "C", "kind": "signal", "signal_name": "C Done", "depends_on": []},
+        ],
+    )
+    cases = [
+        services.case_open(account=make_account(), playbook=playbook, actor=system)
+        for _ in range(12)
+    ]
+    accounts = [c.account.external_id for c in cases]
+    forward = _items([(f"a{i}", x, "A Done") for i, x in enumerate(accounts)])
+    backward = _items([(f"c{i}", x, "C Done") for i, x in reversed(list(enumerate(accounts)))])
+
+    results = race(
+        lambda: signals_receive_batch(signals=forward, actor=integration),
+        lambda: signals_receive_batch(signals=backward, actor=integration),
+        timeout=60,
+    )
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert not [e for result in results for _, _, e in result if e is not None]
+    assert set(Signal.objects.values_list("completed_tasks", flat=True)) == {1}
+    assert len(events("Signal Received")) == 24
+    for case in cases:
+        assert Case.objects.get(pk=case.pk).state == "completed"
+        for key in ("a", "c"):
+            assert len(events("Step Completed", task=task_of(case, key))) == 1
 
 
 # --- reminders -------------------------------------------------------------------------
