@@ -373,6 +373,11 @@ class ServiceClaimer:
             return 0
         return None if task is None else task.pk
 
+    def backend_pid(self) -> int:
+        from django.db import connection
+
+        return connection.connection.info.backend_pid
+
     def close(self) -> None:
         from django.db import connections
 
@@ -461,6 +466,9 @@ class RawClaimer:
         conn.commit()
         return task_id
 
+    def backend_pid(self) -> int:
+        return self.conn.info.backend_pid
+
     def close(self) -> None:
         self.conn.close()
 
@@ -478,6 +486,16 @@ def machine_cpu_seconds() -> float | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rusage_delta(before: Any, after: Any) -> dict[str, float]:
@@ -510,8 +528,10 @@ def worker(kind: str, user_id: int, ctx: dict[str, Any], barrier: Any, results: 
             if task_id:
                 warm.append(task_id)
         conflicts_before = claimer.conflicts
+        backend = claimer.backend_pid()  # its PostgreSQL backend, on this machine
         barrier.wait(timeout=600)
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        server0 = process_cpu_seconds(backend)
         cpu0 = time.process_time()
         start_wall = time.time()
         start = time.perf_counter()
@@ -528,6 +548,7 @@ def worker(kind: str, user_id: int, ctx: dict[str, Any], barrier: Any, results: 
             if time.perf_counter() >= deadline:
                 break
         elapsed = time.perf_counter() - start
+        server1 = process_cpu_seconds(backend)
         results.put(
             {
                 "user_id": user_id,
@@ -538,6 +559,7 @@ def worker(kind: str, user_id: int, ctx: dict[str, Any], barrier: Any, results: 
                 "end": start_wall + elapsed,
                 "elapsed": elapsed,
                 "cpu": time.process_time() - cpu0,
+                "server_cpu": None if None in (server0, server1) else server1 - server0,
                 **rusage_delta(usage0, resource.getrusage(resource.RUSAGE_SELF)),
                 "emptied": emptied,
                 "conflicts": claimer.conflicts - conflicts_before,
@@ -594,6 +616,14 @@ def run_phase(kind: str, claimers: int, ctx: dict[str, Any]) -> dict[str, Any]:
         "queue_emptied": any(r["emptied"] for r in out),
         "conflicts": sum(r["conflicts"] for r in out),
         "client_cpu_ms_per_claim": 1000 * sum(r["cpu"] for r in out) / max(count, 1),
+        # The claimers' own PostgreSQL backends: with the client, what a claim costs
+        # whatever else runs on the machine (shared work such as WAL writing and
+        # checkpoints is not in it).
+        "server_cpu_ms_per_claim": (
+            1000 * sum(r["server_cpu"] for r in out) / max(count, 1)
+            if all(r["server_cpu"] is not None for r in out)
+            else None
+        ),
         "client_cpu_sys_share": sum(r["cpu_sys"] for r in out)
         / max(sum(r["cpu_user"] + r["cpu_sys"] for r in out), 1e-9),
         "client_switches_per_claim": {
@@ -1201,6 +1231,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{'; queue emptied' if phase['queue_emptied'] else ''}) · CPU ms/claim "
                     f"client {phase['client_cpu_ms_per_claim']:.3f} "
                     f"({100 * phase['client_cpu_sys_share']:.0f}% sys)"
+                    + (
+                        f", its backend {phase['server_cpu_ms_per_claim']:.3f}"
+                        if phase["server_cpu_ms_per_claim"] is not None
+                        else ""
+                    )
                     + (f", machine {machine:.3f}" if machine is not None else "")
                     + f" · head select after {phase['head_select_at_end']['execution_ms']:.2f} ms"
                     f" / {phase['head_select_at_end']['buffers']} buffers"
@@ -1229,6 +1264,17 @@ def main(argv: list[str] | None = None) -> int:
         doubles = sum(p["verified"]["double_claims"] for p in raw + svc)
         verified = all(p["verified"]["ok"] for p in raw + svc)
         machine = [p["machine_cpu_ms_per_claim"] for p in raw + svc]
+        server = [p["server_cpu_ms_per_claim"] for p in raw + svc]
+        own = (
+            {
+                kind: mean(
+                    [p["client_cpu_ms_per_claim"] + p["server_cpu_ms_per_claim"] for p in ps]
+                )
+                for kind, ps in (("raw", raw), ("service", svc))
+            }
+            if None not in server
+            else None
+        )
         rows.append(
             {
                 "claimers": n,
@@ -1254,6 +1300,11 @@ def main(argv: list[str] | None = None) -> int:
                     if None not in machine
                     else None
                 ),
+                # Claimer + its backend: the ratio a machine of their own, CPU-bound,
+                # would give (the claims/s ratio also carries everything else running).
+                "raw_own_cpu_ms_per_claim": own["raw"] if own else None,
+                "service_own_cpu_ms_per_claim": own["service"] if own else None,
+                "own_cpu_ratio": own["raw"] / own["service"] if own and own["service"] else None,
                 "queue_emptied": any(p["queue_emptied"] for p in raw + svc),
             }
         )
@@ -1284,6 +1335,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['raw_client_cpu_ms_per_claim']:.3f} / {r['service_client_cpu_ms_per_claim']:.3f}"
             f"{machine}{'  (queue emptied)' if r['queue_emptied'] else ''}"
         )
+    if any(r["own_cpu_ratio"] is not None for r in rows):
+        print(
+            "CPU per claim of the claimers and their own backends (raw / service), and the "
+            "ratio raw ÷ service:"
+        )
+        for r in rows:
+            if r["own_cpu_ratio"] is not None:
+                print(
+                    f"{r['claimers']:>8}   {r['raw_own_cpu_ms_per_claim']:.3f} / "
+                    f"{r['service_own_cpu_ms_per_claim']:.3f} ms  {r['own_cpu_ratio']:.2f}x"
+                )
     if not all_ok:
         print("VERIFICATION FAILED: see the per-phase lines above")
     print_round_trips(round_trips)
