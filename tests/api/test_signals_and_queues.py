@@ -212,7 +212,11 @@ def test_batch_results_carry_the_signal_as_the_serializer_renders_it(integration
         _signal(
             "evt-1",
             account,
-            properties={"source": "snowflake", "rows": 12, "nested": {"ok": True}},
+            properties={
+                "source": "snowflake",
+                "rows": 12.5,
+                "nested": {"ok": True, "by": "Zoë 🚀"},
+            },
             occurred_at="2025-03-03T11:00:00.5+02:00",
         ),
         _signal("seen", account, name="User Invited"),

@@ -276,6 +276,9 @@ def test_a_step_that_moved_on_is_left_alone(open_signal_case, manager, integrati
         ({"account_external_id": ""}, "account_external_id"),
         ({"properties": ["not", "a", "dict"]}, "properties"),
         ({"properties": {"at": datetime(2025, 1, 1, tzinfo=UTC)}}, "properties"),
+        ({"properties": {"ratio": float("nan")}}, "properties"),  # not JSON
+        ({"properties": {"note": "a\x00b"}}, "properties"),  # jsonb cannot store it
+        ({"signal_id": "a\x00b"}, "signal_id"),
         ({"occurred_at": datetime(2025, 1, 1)}, "occurred_at"),  # naive
         ({"occurred_at": "2025-01-01"}, "occurred_at"),
     ],
