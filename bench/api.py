@@ -358,6 +358,34 @@ def run_phase(phase: str, ctx: dict[str, Any]) -> dict[str, Any]:
 PHASES = ("trivial", "case detail", "signal batches")
 
 
+def statements_per_request(fixture: dict[str, Any]) -> dict[str, int]:
+    """SQL statements one request of each phase sends (warm, in this process, through
+    Django's test client and the bench URL conf), transaction control included."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {fixture['token']}")
+    requests = {
+        "trivial": lambda: client.get(TRIVIAL_PATH),
+        "case detail": lambda: client.get(f"/api/v1/cases/{fixture['case_ids'][0]}"),
+        "signal batch": lambda: client.post(
+            "/api/v1/signals/batch",
+            _batch_body(fixture["accounts"], 0, 0),
+            content_type="application/json",
+        ),
+    }
+    counts = {}
+    with override_settings(ROOT_URLCONF=BenchUrls(), ALLOWED_HOSTS=["testserver"]):
+        for name, send in requests.items():
+            for _ in range(6):  # warm: caches, compiled statements, last-used stamp
+                assert send().status_code == 200, name
+            with CaptureQueriesContext(connection) as queries:
+                assert send().status_code == 200, name
+            counts[name] = len(queries.captured_queries)
+    return counts
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -391,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     migrate()
     print(f"fixture: {args.cases} cases in {db_name(url)}{' (new database)' if created else ''}")
     fixture = build_fixture(args.cases)
+    statements = statements_per_request(fixture)
+    print(
+        "SQL statements per request: "
+        + ", ".join(f"{name} {n}" for name, n in statements.items())
+        + f" (batch of {BATCH_SIZE})"
+    )
     from django.db import connections
 
     connections.close_all()  # the server and clients have their own
@@ -467,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                     "server": facts,
                     "load_before": load_before,
                     "load_after": load_after,
+                    "statements_per_request": statements,
                     "rounds": rounds,
                     "ratio_case_detail_to_trivial": ratio,
                     "signals_per_second": signals_per_s,
