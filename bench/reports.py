@@ -8,7 +8,7 @@
     python bench/reports.py --smoke            # CI: 2,000 cases, one round
 
 Generates N cases of an 8-step playbook (two automated steps, four human, two signal;
-~8 tasks, ~7 SLA clocks and ~35 events per case) with set-based SQL: INSERT … SELECT
+~8 tasks, ~7.7 SLA clocks and ~42 events per case) with set-based SQL: INSERT … SELECT
 over generate_series, chunk by chunk, with a progress bar. Every case's history is a
 list of transitions the write path could have made (activations, claims, hand-offs,
 waits on the customer, failed and exhausted automation attempts, escalations, signals,

@@ -31,6 +31,7 @@ from analytics.metrics.base import (
     case_conditions,
     case_filter_join,
     fetch,
+    matching_cases,
     share,
     where,
 )
@@ -41,15 +42,19 @@ IGNORES = ("queue", "agent")
 TOP_REASONS = 10
 
 _FINISHED = """
-SELECT GROUPING(t.step_key), t.step_key, count(*),
-       count(*) FILTER (WHERE NOT t.escalated),
-       count(*) FILTER (WHERE t.escalated),
-       count(*) FILTER (WHERE NOT t.escalated AND t.attempts = 1),
-       sum(t.attempts)
-FROM onboarding_task t {joins}
-WHERE t.kind = 'automated' AND t.state = 'done'
-  AND t.completed_at >= %(since)s AND t.completed_at < %(until)s AND {where}
-GROUP BY GROUPING SETS ((t.step_key), ())
+WITH t AS {materialized} (
+  SELECT t.case_id, t.step_key, t.escalated, t.attempts FROM onboarding_task t
+  WHERE t.kind = 'automated' AND t.state = 'done'
+    AND t.completed_at >= %(since)s AND t.completed_at < %(until)s
+), {ok_cte}
+done AS (SELECT t.* FROM t {ok_join})
+SELECT GROUPING(step_key), step_key, count(*),
+       count(*) FILTER (WHERE NOT escalated),
+       count(*) FILTER (WHERE escalated),
+       count(*) FILTER (WHERE NOT escalated AND attempts = 1),
+       sum(attempts)
+FROM done
+GROUP BY GROUPING SETS ((step_key), ())
 """
 
 _FAILURES = """
@@ -63,15 +68,20 @@ WHERE e.kind = 'error' AND e.created_at >= %(since)s AND e.created_at < %(until)
 GROUP BY GROUPING SETS ((e.properties->>'error_type'), (e.properties->>'error_type', t.step_key))
 """
 
+# The cohort first (filters applied per case), then only its tasks with a hand-off.
 _HANDOFFS = """
-SELECT h.n, count(*) FROM (
-  SELECT c.id, coalesce(sum(t.handoff_count), 0) AS n
-  FROM onboarding_case c
-  LEFT JOIN onboarding_task t ON t.case_id = c.id
-  {account}
+WITH cases AS MATERIALIZED (
+  SELECT c.id FROM onboarding_case c {account}
   WHERE c.opened_at >= %(since)s AND c.opened_at < %(until)s AND {where}
-  GROUP BY c.id
-) h GROUP BY h.n ORDER BY h.n
+), h AS (
+  SELECT t.case_id, sum(t.handoff_count) AS n
+  FROM cases JOIN onboarding_task t ON t.case_id = cases.id
+  WHERE t.handoff_count > 0
+  GROUP BY t.case_id
+)
+SELECT n, count(*) FROM h GROUP BY n
+UNION ALL
+SELECT 0, (SELECT count(*) FROM cases) - (SELECT count(*) FROM h)
 """
 
 
@@ -79,6 +89,7 @@ def automation(f: Filters) -> Report:
     report = Report(KEY, TITLE, f, ignores=IGNORES)
     joins, conds, params = case_filter_join(f, "t.case_id")
     params.update(since=f.since, until=f.until)
+    ok_cte, ok_join, ok_params = matching_cases(f, "t")
 
     counts = [
         Column("finished", "Finished", "int"),
@@ -103,7 +114,10 @@ def automation(f: Filters) -> Report:
 
     by_step, summary = [], []
     for grouped, step_key, *values in fetch(
-        _FINISHED.format(joins=joins, where=where(conds)), params
+        _FINISHED.format(
+            materialized="MATERIALIZED" if ok_cte else "", ok_cte=ok_cte, ok_join=ok_join
+        ),
+        {**params, **ok_params},
     ):
         if grouped:
             summary.append(tail(*values))
@@ -163,6 +177,7 @@ def automation(f: Filters) -> Report:
     distribution = fetch(
         _HANDOFFS.format(account=account, where=where(case_conds)), {**params, **case_params}
     )
+    distribution = [(n, count) for n, count in distribution if count]
     cases = sum(count for _, count in distribution)
     handoffs = sum(n * count for n, count in distribution)
     grouped_counts: dict[str, int] = {"0": 0, "1": 0, "2": 0, "3 or more": 0}

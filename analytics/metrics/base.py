@@ -222,6 +222,24 @@ def case_filter_join(f: Filters, case_id: str) -> tuple[str, list[str], dict[str
     return join, conds, params
 
 
+def matching_cases(f: Filters, rows: str) -> tuple[str, str, dict[str, Any]]:
+    """For a query over many rows of few cases (`rows`: a CTE with a case_id column):
+    a CTE `ok` of its cases that match the case filters, each case looked up once, and
+    the join keeping the rows of those; empty strings when no case filter is set.
+    Returns (cte, join, params); the CTE named `rows` must be MATERIALIZED then."""
+    conds, params, _ = case_conditions(f, case="cf", account="cf")
+    if not conds:
+        return "", "", {}
+    cte = (
+        f"ok AS (SELECT x.case_id FROM (SELECT DISTINCT case_id FROM {rows}) x "
+        "CROSS JOIN LATERAL (SELECT c.playbook_id, c.playbook_version_id, a.plan, "
+        "a.segment, a.region, a.channel FROM onboarding_case c "
+        "JOIN onboarding_account a ON a.id = c.account_id "
+        f"WHERE c.id = x.case_id LIMIT 1) cf WHERE {where(conds)}),"
+    )
+    return cte, f"JOIN ok ON ok.case_id = {rows}.case_id", params
+
+
 # The account of a case `c`, looked up per case (as above): `a.plan`, `a.segment`…
 ACCOUNT_OF_CASE = (
     "CROSS JOIN LATERAL (SELECT a.plan, a.segment, a.region, a.channel "

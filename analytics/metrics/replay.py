@@ -552,9 +552,12 @@ def replay_sla(f: Filters, now: datetime, config: Config) -> dict[str, list[tupl
                 stopped.append((task, clock))
             row = (case.id, task.step_key, task.queue, task.assignee)
             if verdict is not None and verdict[0] == "breached" and f.in_range(verdict[1]):
-                breached_list.append((*row, verdict[1], clock.stopped_at is None))
+                order = (-verdict[1].timestamp(), case.id, task.id)
+                breached_list.append((order, (*row, verdict[1], clock.stopped_at is None)))
             if clock.at_risk(now, config):
-                at_risk.append((*row, clock.due_at, clock.warned_at))
+                at_risk.append(
+                    ((clock.due_at, case.id, task.id), (*row, clock.due_at, clock.warned_at))
+                )
 
     def group(key) -> dict[Any, list]:
         groups: dict[Any, list] = defaultdict(list)
@@ -567,8 +570,12 @@ def replay_sla(f: Filters, now: datetime, config: Config) -> dict[str, list[tupl
         breached = len(items) - met
         return met, breached, _pct(met, breached)
 
+    def mean_used(items: list) -> float | None:
+        met = [v[1].met_seconds for v in items if v[2] == "met"]
+        return share(sum(met), len(met))
+
     by_step = [
-        (step, *counts(items), percentile([v[1].met_seconds for v in items if v[2] == "met"], 0.5))
+        (step, *counts(items), mean_used(items))
         for step, items in group(lambda v: v[0].step_key).items()
     ]
     whose: dict[str, list] = defaultdict(list)
@@ -598,8 +605,8 @@ def replay_sla(f: Filters, now: datetime, config: Config) -> dict[str, list[tupl
             (w, *counts(items)) for w, items in group(lambda v: week_of(v[3], f.tz)).items()
         ),
         "whose_time": whose_rows,
-        "breached": sorted(breached_list, key=lambda r: (-r[4].timestamp(), r[0], r[1])),
-        "at_risk": sorted(at_risk, key=lambda r: (r[4], r[0], r[1])),
+        "breached": [row for _, row in sorted(breached_list, key=lambda r: r[0])],
+        "at_risk": [row for _, row in sorted(at_risk, key=lambda r: r[0])],
     }
 
 

@@ -18,7 +18,7 @@ Definitions
 - **% met** = met / (met + breached), per step, per queue, per agent (the task's
   queue and assignee, i.e. where and with whom the step finished or sits now), per
   week, and overall.
-- **Business time used** (median, met clocks): the business seconds the clock
+- **Business time used** (average of the met clocks): the business seconds the clock
   counted against its target, in its policy's calendar, excluding paused time
   (waiting on the customer, case on hold, as the policy says).
 - **Breached list**: breached clocks with their verdict time in the range, newest
@@ -46,6 +46,7 @@ from analytics.metrics.base import (
     Table,
     case_filter_join,
     fetch,
+    matching_cases,
     share,
     task_conditions,
     where,
@@ -65,24 +66,26 @@ def _joins(f: Filters) -> tuple[str, list[str], dict]:
 # One pass over the clocks with a verdict in the range or stopped in it: joined once to
 # their task, aggregated finely (step, queue, agent, week) by hashing, then rolled up.
 _ONE_PASS = """
-WITH s AS (
+WITH s AS {materialized} (
   SELECT s.task_id, s.case_id, s.state, s.consumed_seconds, s.attribution,
          {verdict_at} AS at,
          s.state IN ('met', 'breached')
            AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s AS stopped
   FROM onboarding_slatimer s
   WHERE s.kind = 'task' AND ({verdict_in_range} OR {stopped_in_range})
-), j AS MATERIALIZED (
+), {ok_cte}
+j AS (
   SELECT t.step_key, t.queue_id, t.assignee_id, s.consumed_seconds, s.attribution, s.stopped,
          s.at >= %(since)s AND s.at < %(until)s AS verdict,
          s.state = 'met' AS met, s.at
-  FROM s {joins}
-  WHERE {where}
+  FROM s {ok_join} JOIN onboarding_task t ON t.id = s.task_id
+  WHERE {task_where}
 ), fine AS (
   SELECT step_key, queue_id, assignee_id,
          date_trunc('week', at AT TIME ZONE %(tz)s)::date AS week,
          count(*) FILTER (WHERE verdict AND met) AS met,
          count(*) FILTER (WHERE verdict AND NOT met) AS breached,
+         sum(consumed_seconds) FILTER (WHERE verdict AND met) AS used,
          count(*) FILTER (WHERE stopped) AS stopped,
          sum((attribution->>'internal')::float8) FILTER (WHERE stopped) AS internal,
          sum((attribution->>'automation')::float8) FILTER (WHERE stopped) AS automation,
@@ -93,21 +96,16 @@ WITH s AS (
          GROUPING(assignee_id) AS g_agent, GROUPING(week) AS g_week,
          step_key, queue_id, assignee_id, week,
          coalesce(sum(met), 0)::int AS met,
-         coalesce(sum(breached), 0)::int AS breached,
+         coalesce(sum(breached), 0)::int AS breached, sum(used) AS used,
          coalesce(sum(stopped), 0)::int AS stopped,
          coalesce(sum(internal), 0), coalesce(sum(automation), 0), coalesce(sum(customer), 0)
   FROM fine
   GROUP BY GROUPING SETS ((step_key), (queue_id), (assignee_id), (week), ())
 )
-SELECT g.*, NULL::float8 AS p50, q.key, q.name, u.username,
-       trim(u.first_name || ' ' || u.last_name)
+SELECT g.*, q.key, q.name, u.username, trim(u.first_name || ' ' || u.last_name)
 FROM g
 LEFT JOIN onboarding_queue q ON q.id = g.queue_id
 LEFT JOIN auth_user u ON u.id = g.assignee_id
-UNION ALL
-SELECT 0, 1, 1, 1, step_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY consumed_seconds), NULL, NULL, NULL, NULL
-FROM j WHERE verdict AND met GROUP BY step_key
 """
 STOPPED_IN_RANGE = """(s.state IN ('met', 'breached')
   AND s.stopped_at >= %(since)s AND s.stopped_at < %(until)s)"""
@@ -126,18 +124,30 @@ VERDICT_IN_RANGE = f"""(
 AT_RISK = """(s.state = 'running' AND s.due_at > %(now)s
   AND (s.warned_at IS NOT NULL OR s.warn_at <= %(now)s))"""
 
+# A list: the page's first rows in order (found before anything is joined to them for
+# display), and how many there are in all.
 _LIST = """
-SELECT s.case_id, t.step_key, q.key, t.assignee_id, {when}, {extra},
-       acc.name, u.username, count(*) OVER ()
-FROM onboarding_slatimer s {joins}
-JOIN onboarding_case lc ON lc.id = s.case_id
+WITH matching AS (
+  SELECT s.id, s.case_id, s.task_id, {when} AS at, {extra} AS extra
+  FROM onboarding_slatimer s {joins}
+  WHERE s.kind = 'task' AND {condition} AND {where}
+), top AS (
+  SELECT * FROM matching ORDER BY {order_inner} LIMIT %(limit)s
+)
+SELECT top.case_id, t.step_key, q.key, t.assignee_id, top.at, top.extra, acc.name,
+       u.username, (SELECT count(*) FROM matching)
+FROM top
+JOIN onboarding_task t ON t.id = top.task_id
+JOIN onboarding_case lc ON lc.id = top.case_id
 JOIN onboarding_account acc ON acc.id = lc.account_id
 LEFT JOIN onboarding_queue q ON q.id = t.queue_id
 LEFT JOIN auth_user u ON u.id = t.assignee_id
-WHERE s.kind = 'task' AND {condition} AND {where}
-ORDER BY {order}
-LIMIT %(limit)s
+ORDER BY {order_outer}
 """
+
+
+def _list_sql(*, order: str, **parts: str) -> str:
+    return _LIST.format(order_inner=order.format(p=""), order_outer=order.format(p="top."), **parts)
 
 
 def _name(username: str | None, full: str | None) -> str:
@@ -148,9 +158,14 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
     report = Report(KEY, TITLE, f)
     joins, conds, params = _joins(f)
     params.update(since=f.since, until=f.until, tz=str(f.tz), now=now, limit=limit)
+    ok_cte, ok_join, ok_params = matching_cases(f, "s")
+    tconds, tparams = task_conditions(f)
+    params.update({**ok_params, **tparams})
     sql = _ONE_PASS.format(
-        joins=joins,
-        where=where(conds),
+        materialized="MATERIALIZED" if ok_cte else "",
+        ok_cte=ok_cte,
+        ok_join=ok_join,
+        task_where=where(tconds),
         verdict_at=VERDICT_AT,
         verdict_in_range=VERDICT_IN_RANGE,
         stopped_in_range=STOPPED_IN_RANGE,
@@ -165,14 +180,10 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
         Column("pct_met", "% met", "pct"),
     ]
     by_step, by_queue, by_agent, by_week, overall, whose = [], [], [], [], [], []
-    medians: dict[str, float] = {}
     for row in fetch(sql, params):
         g_step, g_queue, g_agent, g_week, step_key, _queue_id, agent_id, week = row[:8]
-        met, breached, stopped, internal, auto, cust, p50 = row[8:15]
+        met, breached, used, stopped, internal, auto, cust = row[8:15]
         queue_key, queue_name, username, full = row[15:]
-        if p50 is not None:
-            medians[step_key] = p50
-            continue
         tail = (met, breached, pct(met, breached))
         if not g_step and stopped:
             total = internal + auto + cust
@@ -181,7 +192,7 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
         if met + breached == 0 and not overall_row:
             continue  # only clocks stopped in the range, their verdict before it
         if not g_step:
-            by_step.append((step_key, *tail))
+            by_step.append((step_key, *tail, share(used or 0.0, met)))
         elif not g_queue:
             by_queue.append((queue_key, queue_name or "(no queue)", *tail))
         elif not g_agent:
@@ -190,7 +201,6 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
             by_week.append((week, *tail))
         elif overall_row:
             overall.append(tail)
-    by_step = [(*row, medians.get(row[0])) for row in by_step]
     report.add(
         Table(
             "summary",
@@ -207,7 +217,7 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
             [
                 Column("step_key", "Step"),
                 *counts,
-                Column("p50_used", "Median business time used (met)", "hours"),
+                Column("mean_used", "Average business time used (met)", "hours"),
             ],
             sorted(by_step),
         )
@@ -260,13 +270,13 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
         Column("agent_id", "Agent id", "int"),
     ]
     breached = fetch(
-        _LIST.format(
+        _list_sql(
             joins=joins,
             where=where(conds),
             when="coalesce(s.breached_at, s.due_at)",
             extra="s.stopped_at IS NULL",
             condition=BREACHED_IN_RANGE,
-            order="coalesce(s.breached_at, s.due_at) DESC, s.case_id, t.step_key, s.id",
+            order="{p}at DESC, {p}case_id, {p}task_id, {p}id",
         ),
         params,
     )
@@ -283,17 +293,17 @@ def sla_compliance(f: Filters, *, now: datetime, limit: int | None = LIST_LIMIT)
             ],
             [r[:-1] for r in breached],
             total=breached[0][-1] if breached else 0,
-            note="Newest first.",
+            note="Newest first (a running clock past due: its due instant).",
         )
     )
     at_risk = fetch(
-        _LIST.format(
+        _list_sql(
             joins=joins,
             where=where(conds),
             when="s.due_at",
             extra="s.warned_at",
             condition=AT_RISK,
-            order="s.due_at, s.case_id, t.step_key, s.id",
+            order="{p}at, {p}case_id, {p}task_id, {p}id",
         ),
         params,
     )

@@ -24,6 +24,7 @@ from analytics.metrics.base import (
     Table,
     case_filter_join,
     fetch,
+    matching_cases,
     task_conditions,
     where,
 )
@@ -50,14 +51,18 @@ LEFT JOIN auth_user u ON u.id = g.assignee_id
 """
 
 _DONE = """
-WITH g AS (
-  SELECT GROUPING(t.queue_id) AS g_queue, GROUPING(t.assignee_id) AS g_agent,
-         GROUPING(w.week) AS g_week, t.queue_id, t.assignee_id, w.week, count(*) AS done
-  FROM onboarding_task t {joins}
-  CROSS JOIN LATERAL (SELECT date_trunc('week', t.completed_at AT TIME ZONE %(tz)s)::date AS week) w
+WITH t AS {materialized} (
+  SELECT t.case_id, t.queue_id, t.assignee_id,
+         date_trunc('week', t.completed_at AT TIME ZONE %(tz)s)::date AS week
+  FROM onboarding_task t
   WHERE t.state = 'done' AND t.queue_id IS NOT NULL
-    AND t.completed_at >= %(since)s AND t.completed_at < %(until)s AND {where}
-  GROUP BY GROUPING SETS ((t.queue_id), (t.assignee_id), (w.week), ())
+    AND t.completed_at >= %(since)s AND t.completed_at < %(until)s AND {task_where}
+), {ok_cte}
+g AS (
+  SELECT GROUPING(t.queue_id) AS g_queue, GROUPING(t.assignee_id) AS g_agent,
+         GROUPING(t.week) AS g_week, t.queue_id, t.assignee_id, t.week, count(*) AS done
+  FROM t {ok_join}
+  GROUP BY GROUPING SETS ((t.queue_id), (t.assignee_id), (t.week), ())
 )
 SELECT g.*, q.key, q.name, u.username, trim(u.first_name || ' ' || u.last_name)
 FROM g LEFT JOIN onboarding_queue q ON q.id = g.queue_id
@@ -77,6 +82,7 @@ def workload(f: Filters) -> Report:
     report = Report(KEY, TITLE, f)
     joins, conds, params = case_filter_join(f, "t.case_id")
     tconds, tparams = task_conditions(f)
+    ok_cte, ok_join, ok_params = matching_cases(f, "t")
     params.update(tparams, since=f.since, until=f.until, tz=str(f.tz))
     sql_where = where(conds + tconds)
 
@@ -132,7 +138,13 @@ def workload(f: Filters) -> Report:
 
     done_by_queue, done_by_agent, done_by_week, done_total = [], [], [], []
     for g_queue, g_agent, g_week, _qid, agent_id, week, done, qkey, qname, username, full in fetch(
-        _DONE.format(joins=joins, where=sql_where), params
+        _DONE.format(
+            materialized="MATERIALIZED" if ok_cte else "",
+            ok_cte=ok_cte,
+            ok_join=ok_join,
+            task_where=where(tconds),
+        ),
+        {**params, **ok_params},
     ):
         if not g_queue:
             done_by_queue.append((qkey, qname, done))
