@@ -956,15 +956,10 @@ def main() -> None:
     if args.generate_only:
         return
 
-    from analytics.metrics import REPORTS
-    from analytics.metrics.base import Filters
+    from analytics.metrics import REPORTS, default_filters
     from analytics.metrics.replay import Config
 
     today = now.date()
-    filter_sets = {
-        "defaults": Filters.default(today),
-        "plan=enterprise": Filters.default(today, **SEGMENT_FILTER),
-    }
     keys = [k for k in REPORTS if not args.reports or k in args.reports.split(",")]
     config = Config()
     results: list[dict[str, Any]] = []
@@ -972,6 +967,10 @@ def main() -> None:
     print(f"load averages before timing: {at_start}")
     with clock.travel_to(now):
         for key in keys:
+            filter_sets = {
+                "defaults": default_filters(key, today),
+                "plan=enterprise": default_filters(key, today, **SEGMENT_FILTER),
+            }
             for label, filters in filter_sets.items():
                 result = time_report(
                     key, filters, now, args.rounds, replay=not args.no_replay, config=config

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from django.db import connection, transaction
 
-from analytics.metrics import automation, first_value, funnel, sla, workload
+from analytics.metrics import automation, cohorts, first_value, funnel, sla, workload
 from analytics.metrics.base import LIST_LIMIT, Filters, Report
 
 
@@ -51,6 +51,10 @@ def _first_value(f: Filters, now: datetime, limit: int | None) -> Report:
     return first_value.time_to_first_value(f, now=now)
 
 
+def _cohorts(f: Filters, now: datetime, limit: int | None) -> Report:
+    return cohorts.cohorts(f, now=now)
+
+
 def _automation(f: Filters, now: datetime, limit: int | None) -> Report:
     return automation.automation(f)
 
@@ -65,10 +69,22 @@ REPORTS: dict[str, ReportSpec] = {
         ReportSpec(sla.KEY, sla.TITLE, sla, _sla),
         ReportSpec(funnel.KEY, funnel.TITLE, funnel, _funnel),
         ReportSpec(first_value.KEY, first_value.TITLE, first_value, _first_value),
+        ReportSpec(cohorts.KEY, cohorts.TITLE, cohorts, _cohorts),
         ReportSpec(automation.KEY, automation.TITLE, automation, _automation),
         ReportSpec(workload.KEY, workload.TITLE, workload, _workload),
     )
 }
+
+
+# The page's default date range where a report needs another than base.DEFAULT_DAYS.
+DEFAULT_RANGE_DAYS = {cohorts.KEY: cohorts.DEFAULT_DAYS}
+
+
+def default_filters(key: str, today: date | None = None, **values: object) -> Filters:
+    """The filters a report page opens with."""
+    f = Filters.default(today, **values)
+    days = DEFAULT_RANGE_DAYS.get(key)
+    return f.but(start=f.end - timedelta(days=days - 1)) if days else f
 
 
 def run(key: str, filters: Filters, *, now: datetime, limit: int | None = LIST_LIMIT) -> Report:
@@ -81,4 +97,4 @@ def run(key: str, filters: Filters, *, now: datetime, limit: int | None = LIST_L
         return REPORTS[key].compute(filters, now, limit)
 
 
-__all__ = ["REPORTS", "Filters", "Report", "ReportSpec", "run"]
+__all__ = ["REPORTS", "Filters", "Report", "ReportSpec", "default_filters", "run"]

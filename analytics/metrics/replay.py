@@ -38,7 +38,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from analytics.metrics.base import Filters, percentile, share, week_of
@@ -408,6 +408,7 @@ SCOPES: dict[str, ScopeList] = {
         (("Case Opened",), True),
     ],
     "workload": [(("Step Completed",), True), "open"],
+    "cohorts": [(("Case Opened",), True)],
 }
 CASE_EVENTS = ("Case Opened", "Case Completed", "Case Cancelled", "Case Reopened")
 OPEN_CASES = """
@@ -888,12 +889,48 @@ def _same(x: Any, y: Any, kind: str, tolerance: float) -> bool:
     return x == y
 
 
+def replay_cohorts(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
+    from analytics.metrics.cohorts import checkpoints, focus
+
+    playbook, number, keys = _milestones(f, config)
+    f = f.but(playbook=playbook)
+    days = checkpoints(f.window_days)
+    followed = focus([(k, k) for k in keys], config.first_value(playbook, number))
+    weeks: dict[Any, list[CaseFacts]] = defaultdict(list)
+    for case in Scope("cohorts", f, config).cases:
+        if f.in_range(case.opened_at):
+            weeks[week_of(case.opened_at, f.tz)].append(case)
+
+    def reached_within(case: CaseFacts, key: str) -> float | None:
+        """Seconds from the opening to the milestone, if it was passed."""
+        task = next((t for t in case.tasks.values() if t.step_key == key), None)
+        if task is None or task.state not in ("done", "skipped"):
+            return None
+        return (task.completed_at - case.opened_at).total_seconds()
+
+    by_milestone, by_day = [], []
+    for week in sorted(weeks) if keys else []:
+        cases = weeks[week]
+        youngest = max(c.opened_at for c in cases)
+
+        def shared(key: str, day: int, cases: list = cases, youngest: datetime = youngest) -> Any:
+            if youngest + timedelta(days=day) > now:
+                return None
+            times = [reached_within(c, key) for c in cases]
+            return share(sum(1 for t in times if t is not None and t <= day * 86400), len(cases))
+
+        by_milestone.append((week, len(cases), *(shared(k, f.window_days) for k in keys)))
+        by_day.append((week, len(cases), *(shared(keys[followed], d) for d in days)))
+    return {"by_milestone": by_milestone, "by_day": by_day}
+
+
 REPLAYS = {
     "sla": replay_sla,
     "funnel": replay_funnel,
     "first_value": replay_first_value,
     "automation": replay_automation,
     "workload": replay_workload,
+    "cohorts": replay_cohorts,
 }
 
 

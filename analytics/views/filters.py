@@ -15,7 +15,7 @@ from unfold.widgets import (
     UnfoldAdminTextInputWidget,
 )
 
-from analytics.metrics import REPORTS
+from analytics.metrics import REPORTS, default_filters
 from analytics.metrics.base import BREAKDOWNS, SEGMENT_FIELDS, Filters, local_today
 from onboarding.models import Playbook, Queue
 
@@ -87,8 +87,9 @@ def _select(label: str, choices: list[tuple[Any, str]], empty: str = "All") -> f
 
 
 def form_data(query: Any, today: date | None = None) -> dict[str, Any]:
-    """The query string with the defaults filled in, so the form shows what applies."""
-    default = Filters.default(today)
+    """The query string with the report's defaults filled in, so the form shows what
+    applies."""
+    default = default_filters(query.get("report") or "", today)
     data = {
         "start": default.start.isoformat(),
         "end": default.end.isoformat(),

@@ -117,6 +117,10 @@ class Chart:
     options: dict[str, Any]
 
     @property
+    def is_cohort(self) -> bool:
+        return self.type == "cohort"
+
+    @property
     def data_json(self) -> str:
         return json.dumps(self.data)
 
@@ -172,6 +176,29 @@ def _days(values: list[float | None]) -> list[float | None]:
 
 def _labels(values: list[Any]) -> list[str]:
     return [v.isoformat() if isinstance(v, date) else str(v or "—") for v in values]
+
+
+def cohort_data(table: Table) -> dict[str, Any]:
+    """Unfold's cohort component: a row per week, a cell per day, shaded by share."""
+    days = [c for c in table.columns if c.kind == "pct"]
+    rows = []
+    for row in table.as_dicts():
+        cols = []
+        for column in days:
+            value = row[column.key]
+            if value is None:
+                cols.append({"value": "—"})
+                continue
+            shade = min(9, max(1, round(value * 9))) * 100
+            text = " text-white" if shade >= 500 else ""
+            cols.append({"value": f"{value * 100:.0f} %", "color": f"bg-primary-{shade}{text}"})
+        rows.append(
+            {
+                "header": {"title": f"{row['week']:%Y-%m-%d}", "subtitle": f"{row['cases']} cases"},
+                "cols": cols,
+            }
+        )
+    return {"headers": [{"title": c.label} for c in days], "rows": rows}
 
 
 def charts_for(report: Report) -> list[Chart]:
@@ -251,6 +278,27 @@ def charts_for(report: Report) -> list[Chart]:
                     "datasets": [_series("Share reached", _pct(trend.column("share")), GREEN)],
                 },
                 _options(percent=True, legend=False),
+            ),
+        ]
+    if report.key == "cohorts":
+        by_day, by_milestone = t["by_day"], t["by_milestone"]
+        shades = [PRIMARY, BLUE, GREEN, AMBER, RED, GRAY]
+        milestones = [c for c in by_milestone.columns if c.kind == "pct"]
+        if not milestones:
+            return [Chart(f"{by_day.title} (weekly cohorts)", "cohort", cohort_data(by_day), {})]
+        return [
+            Chart(f"{by_day.title} (weekly cohorts)", "cohort", cohort_data(by_day), {}),
+            Chart(
+                by_milestone.title + " (%)",
+                "line",
+                {
+                    "labels": _labels(by_milestone.column("week")),
+                    "datasets": [
+                        _series(c.label, _pct(by_milestone.column(c.key)), shades[i % 6])
+                        for i, c in enumerate(milestones)
+                    ],
+                },
+                _options(percent=True),
             ),
         ]
     if report.key == "automation":
@@ -358,6 +406,19 @@ def kpis_for(report: Report) -> list[Kpi]:
             _kpi("p90", s, "p90"),
             _kpi("Still in progress", s, "in_progress"),
         ]
+    if report.key == "cohorts":
+        weeks = t["by_day"]
+        followed = report.extra.get("followed")
+        last = next((r for r in reversed(weeks.as_dicts()) if r.get("day_7") is not None), None)
+        return [
+            _count("Cases opened", sum(weeks.column("cases"))),
+            _count("Weekly cohorts", len(weeks.rows)),
+            Kpi(
+                f"{followed[0] if followed else 'Milestone'} by day 7, latest final week",
+                format_value(last["day_7"] if last else None, Column("p", "", "pct")),
+                f"{last['week']:%Y-%m-%d}" if last else "",
+            ),
+        ]
     if report.key == "automation":
         s = t["summary"]
         return [
@@ -433,7 +494,11 @@ def csv_response(report: Report, table_name: str) -> HttpResponse:
 
 
 # Filters shown only on the reports they change.
-ONLY_ON = {"window_days": ("funnel", "first_value"), "stall_days": ("funnel",), "by": ("funnel",)}
+ONLY_ON = {
+    "window_days": ("funnel", "first_value", "cohorts"),
+    "stall_days": ("funnel",),
+    "by": ("funnel",),
+}
 
 
 def fields_for(form: ReportFilterForm, report: Report) -> list[Any]:

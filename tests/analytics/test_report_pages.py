@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from analytics.metrics import REPORTS
 from onboarding import services
-from onboarding.models import Account, Playbook
+from onboarding.models import Account
 from tests.conftest import act, task_of
 
 pytestmark = pytest.mark.django_db
@@ -34,15 +34,19 @@ def as_user(client: Client) -> Callable[[User], Client]:
 
 
 @pytest.fixture
-def history(
-    human_playbook: Playbook,
-    make_account: Callable[..., Account],
-    system,
-    agent_a: User,
-) -> list:
-    """Three cases: one done, one half-way, one untouched."""
+def history(make_playbook, queue, make_account: Callable[..., Account], system, agent_a) -> list:
+    """Three cases of kickoff (a milestone) → review: one done, one half-way, one untouched."""
+    playbook = make_playbook(
+        "milestones",
+        [
+            {"key": "kickoff", "name": "Kickoff", "kind": "human", "queue": queue,
+             "is_milestone": True},
+            {"key": "review", "name": "Review", "kind": "human", "queue": queue,
+             "is_milestone": True, "is_first_value": True},
+        ],
+    )  # fmt: skip
     cases = [
-        services.case_open(account=make_account(plan=plan), playbook=human_playbook, actor=system)
+        services.case_open(account=make_account(plan=plan), playbook=playbook, actor=system)
         for plan in ("growth", "enterprise", "growth")
     ]
     agent = act(agent_a)
@@ -63,6 +67,9 @@ def test_a_manager_sees_each_report_with_its_charts_and_tables(as_user, manager,
     charts = response.context["charts"]
     assert charts, "every report draws at least one chart"
     for chart in charts:
+        if chart.is_cohort:  # Unfold's cohort table: a row per week, a cell per day
+            assert chart.data["headers"] and "rows" in chart.data
+            continue
         assert chart.data["labels"] is not None
         assert chart.data["datasets"] and all("data" in d for d in chart.data["datasets"])
     page = response.content.decode()
@@ -87,6 +94,13 @@ def test_filters_come_from_the_query_string(as_user, manager, history):
 
     assert response.context["report"].filters.plan == "enterprise"
     assert response.context["report"].tables["done_summary"].rows == [(1,)]
+
+
+def test_pages_open_on_the_last_four_weeks_and_cohorts_on_eight(as_user, manager, history):
+    client = as_user(manager)
+    for key, days in (("sla", 28), ("funnel", 28), ("cohorts", 56)):
+        f = client.get(URL, {"report": key}).context["report"].filters
+        assert (f.end - f.start).days == days - 1, key
 
 
 def test_a_bad_filter_is_shown_and_the_rest_still_apply(as_user, manager, history):
