@@ -166,7 +166,9 @@ def release_idle_claims(now: datetime, batch_size: int, report: SweepReport) -> 
         with atomic_write():
             ids = _ids(skip_locked(_IDLE_CLAIMS, "c, t"), [cutoff, after, batch_size])
             tasks = Task.objects.select_related("queue__calendar").in_bulk(ids)
-            for task_id in ids:
+            # A release may auto-assign, which locks the queue until this batch commits:
+            # taking queues in one order keeps two sweepers from waiting on each other.
+            for task_id in sorted(ids, key=lambda i: (tasks[i].queue_id, i)):
                 task = tasks[task_id]
                 cal = task.queue.calendar.compile() if task.queue.calendar_id else None
                 idle = (

@@ -69,3 +69,39 @@ def test_queues_without_a_timeout_keep_their_claims(claimed):
 
     assert sweep_at(datetime(2026, 12, 16, 9, 0, tzinfo=UTC)).claims_released == 0
     assert Task.objects.get(pk=task.pk).state == "in_progress"
+
+
+def test_one_sweep_releases_a_batch_queue_by_queue(
+    make_playbook, make_account, system, queue, other_queue, agent_b, monkeypatch
+):
+    """Releases may lock their queue (auto-assignment) until the batch commits: one order
+    of queues across sweepers means two sweepers never wait on each other."""
+    playbook = make_playbook(
+        "two-queues",
+        [
+            {"key": "tech", "name": "Tech", "kind": "human", "queue": other_queue},
+            {"key": "spec", "name": "Spec", "kind": "human", "queue": queue, "depends_on": []},
+        ],
+    )
+    for q in (queue, other_queue):
+        q.claim_timeout_minutes = 30
+        q.save()
+    t0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+    with clock.travel_to(t0):
+        for _ in range(3):  # ids alternate between the queues: tech, spec, tech, spec…
+            case = services.case_open(account=make_account(), playbook=playbook, actor=system)
+            for key in ("tech", "spec"):
+                services.task_claim(task_id=task_of(case, key).pk, actor=act(agent_b))
+    released = []
+    real_release = sweeper.task_release
+    monkeypatch.setattr(
+        sweeper,
+        "task_release",
+        lambda *, task_id, **kw: released.append(task_id) or real_release(task_id=task_id, **kw),
+    )
+
+    assert sweep_at(t0 + timedelta(minutes=31)).claims_released == 6
+
+    queues = list(Task.objects.filter(pk__in=released).values_list("pk", "queue_id"))
+    order = [dict(queues)[pk] for pk in released]
+    assert order == sorted(order) and len(set(order)) == 2
