@@ -189,6 +189,12 @@ class WebhookForm(forms.ModelForm):
         model = WebhookSubscription
         fields = ("url", "event_names", "description")
 
+    def clean_url(self) -> str:
+        try:
+            return webhooks.clean_target_url(self.cleaned_data["url"])
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+
     def clean_event_names(self) -> list[str]:
         try:
             return webhooks.clean_event_names(self.cleaned_data["event_names"])

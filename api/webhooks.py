@@ -17,6 +17,13 @@
 
 At least once: a send that reached the receiver but died before its outcome was
 stored is sent again. Every attempt carries the same `Onboarding-Delivery` id.
+
+Targets: a webhook URL is chosen by whoever holds a token, so sends must not reach
+this network's own services (cloud metadata, the database, admin ports). Unless
+`WEBHOOK_ALLOW_PRIVATE_TARGETS` is on, a URL naming a loopback, private, link-local
+or otherwise non-public address is refused when subscribing, and every send checks
+the address it actually connected to, before a byte is written: a public name that
+resolves (or re-resolves, DNS rebinding) to a private address fails the attempt.
 """
 
 from __future__ import annotations
@@ -25,16 +32,19 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import logging
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -106,6 +116,86 @@ def clean_event_names(names: Iterable[str]) -> list[str]:
     return names
 
 
+# --- targets ----------------------------------------------------------------------------
+
+
+def address_is_public(address: str) -> bool:
+    """True for an address on the public internet (not loopback, private, link-local,
+    shared, multicast, reserved or unspecified; IPv4-mapped IPv6 judged as IPv4)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def clean_target_url(url: str) -> str:
+    """An http(s) URL whose host is not plainly internal; InvalidInput otherwise.
+
+    Host names are judged again at each send, by the address they resolve to then.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("Give an http:// or https:// URL.", field="url")
+    if settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+        return url
+    host = parts.hostname
+    if host == "localhost" or host.endswith(".localhost"):
+        public = False
+    else:
+        try:
+            public = address_is_public(host)
+        except ValueError:  # a name, not an address
+            public = True
+    if not public:
+        raise InvalidInput(
+            "Webhooks cannot be sent to loopback, private or link-local addresses.",
+            field="url",
+        )
+    return url
+
+
+class BlockedTarget(OSError):
+    """The target's address is not public (and WEBHOOK_ALLOW_PRIVATE_TARGETS is off)."""
+
+
+def _guarded_create_connection(*args: Any, **kwargs: Any) -> socket.socket:
+    sock = socket.create_connection(*args, **kwargs)
+    if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+        peer = sock.getpeername()[0]
+        if not address_is_public(peer):
+            sock.close()
+            raise BlockedTarget(f"refused to send to non-public address {peer}")
+    return sock
+
+
+def _guarded(connection_class: type[http.client.HTTPConnection]) -> Callable[..., Any]:
+    def connect(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+        conn = connection_class(*args, **kwargs)
+        # Checked on the connected socket, before TLS or the request: no second lookup
+        # for DNS to answer differently.
+        conn._create_connection = _guarded_create_connection  # type: ignore[attr-defined]
+        return conn
+
+    return connect
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_guarded(http.client.HTTPConnection), req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(
+            _guarded(http.client.HTTPSConnection),
+            req,
+            context=self._context,  # type: ignore[attr-defined]
+        )
+
+
+# --- subscriptions ----------------------------------------------------------------------
+
+
 def webhook_subscribe(
     *,
     url: str,
@@ -116,6 +206,7 @@ def webhook_subscribe(
 ) -> tuple[WebhookSubscription, str]:
     """A new webhook and its secret; it receives the events recorded from now on."""
     names = clean_event_names(event_names)
+    url = clean_target_url(url)
     start = stream_tail()  # before any write of ours: our own transaction would hold it back
     secret = WebhookSubscription.new_secret()
     subscription = WebhookSubscription.objects.create(
@@ -321,8 +412,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # a 3xx is the receiver's answer, not somewhere to resend the body
 
 
-# No proxies from the environment, no redirects.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+# No proxies from the environment, no redirects, public addresses only.
+_opener = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), _NoRedirects, _GuardedHTTPHandler, _GuardedHTTPSHandler
+)
 
 
 def _excerpt(raw: bytes) -> str:

@@ -66,7 +66,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings) -> Iterator[Receiver]:
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True  # it listens on loopback
     receiver = Receiver()
     receiver.thread.start()
     yield receiver

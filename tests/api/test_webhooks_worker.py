@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings) -> Iterator[Receiver]:
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True  # it listens on loopback
     receiver = Receiver()
     receiver.thread.start()
     yield receiver
@@ -38,6 +39,7 @@ def worker(tmp_path, monkeypatch) -> Iterator[Worker]:
     redis.Redis.from_url(url).flushdb()
     monkeypatch.setenv("WEBHOOK_RETRY_BASE_SECONDS", "1")
     monkeypatch.setenv("WEBHOOK_RETRY_MAX_SECONDS", "2")
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")  # the receiver is on loopback
     w = Worker(url, tmp_path / "worker.log")
     w.start()
     yield w
