@@ -51,14 +51,35 @@ class NoteForm(forms.Form):
     body = forms.CharField(label="Note", max_length=5000, widget=_TEXTAREA)
 
 
+class MemberSelect(UnfoldAdminSelectWidget):
+    """A choice of agents whose options carry the queues each works (`data-queues`), so
+    the page offers only the members of the queue chosen next to it (workspace.js)."""
+
+    memberships: dict[int, frozenset[int]] = {}
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        queues = self.memberships.get(value) if isinstance(value, int) else None
+        if queues is not None:
+            option["attrs"]["data-queues"] = " ".join(str(q) for q in sorted(queues))
+        return option
+
+
 class PeopleAndQueuesForm(forms.Form):
-    """Forms whose choices come from the page (queues, agents) rather than the class."""
+    """Forms whose choices come from the page (queues, agents) rather than the class.
+
+    `choices["_agents"]`, when given, is `(id, name, queue ids)` per agent.
+    """
 
     def __init__(self, *args: Any, choices: dict[str, list] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         for name, options in (choices or {}).items():
             if name in self.fields:
                 self.fields[name].choices = options
+        self.memberships = {a[0]: a[2] for a in (choices or {}).get("_agents", [])}
+        for field in self.fields.values():
+            if isinstance(field.widget, MemberSelect):
+                field.widget.memberships = self.memberships
 
 
 class HandOffForm(PeopleAndQueuesForm):
@@ -68,9 +89,19 @@ class HandOffForm(PeopleAndQueuesForm):
         coerce=int,
         required=False,
         empty_value=None,
-        widget=_SELECT,
+        widget=MemberSelect,
         help_text="Reserve it for one member of that queue.",
     )
+
+    def clean(self) -> dict[str, Any]:
+        # The service refuses it too (under its locks); saying it here keeps the form open
+        # on the field with what was typed.
+        data = super().clean()
+        queue, agent = data.get("to_queue"), data.get("to_assignee")
+        if queue and agent and self.memberships and queue not in self.memberships.get(agent, ()):
+            self.add_error("to_assignee", "This agent does not work the queue chosen.")
+        return data
+
     note = forms.CharField(
         label="Handoff note",
         max_length=5000,

@@ -103,6 +103,9 @@ def test_claim_note_hand_off_complete_hide_and_hold(open_page, world):
     hand_off = step.locator("details[data-action=hand_off]")
     hand_off.locator("summary").click()
     hand_off.locator("select[name$=to_queue]").select_option(label="Technical")
+    # only Technical's people are offered to reserve it for
+    agents = hand_off.locator("select[name$=to_assignee] option:not([disabled])")
+    expect(agents).to_have_text(["— anyone in the queue —", "Ben Okafor"])
     hand_off.locator("textarea[name$=note]").fill("SSO is set up on their side; please verify.")
     hand_off.get_by_role("button", name="Hand off").click()
     expect(ada.locator("body")).to_contain_text("kickoff was handed off.")
