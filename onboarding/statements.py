@@ -9,10 +9,15 @@ These helpers compile once and reuse the SQL; it is still derived from the model
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import DEFAULT_DB_ALIAS, connections, models, router
+from django.db.models import JSONField, Model
 from django.db.models.query import get_related_populators
 
 
@@ -237,3 +242,67 @@ def skip_locked(sql: str, of: str, *, using: str = DEFAULT_DB_ALIAS) -> str:
     if connections[using].features.has_select_for_update_skip_locked:
         return f"{sql} FOR NO KEY UPDATE OF {of} SKIP LOCKED"
     return sql
+
+
+def insert_rows(
+    model: type[Model], objs: list[Model], suffix: str = "", *, returning: tuple[str, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """INSERT many new rows in one statement, in order, the columns from `_meta`.
+
+    On PostgreSQL the rows go as one JSON array parameter, each element cast back to
+    its column's type: the statement's text does not grow with the rows (psycopg
+    converts it once, the server can prepare it), and one `json.dumps` replaces
+    adapting every value (Django's compiler and psycopg's array dumpers took most of
+    a batch's time). Elsewhere, VALUES rows.
+    """
+    using = router.db_for_write(model)
+    connection = connections[using]
+    meta = model._meta
+    qn = connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+    sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+    if connection.vendor == "postgresql":
+        casts = ", ".join(
+            f"r.value -> {n}"
+            if isinstance(f, JSONField)
+            # the type without its modifier: storing checks the column's own (a
+            # varchar(n) cast would cut a long text where storing it is refused)
+            else f"(r.value ->> {n})::{f.db_type(connection).split('(')[0]}"
+            for n, f in enumerate(fields)
+        )
+        sql += (
+            f"SELECT {casts} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r "
+            "ORDER BY r.ordinality"
+        )
+        rows = [
+            [
+                f.value_from_object(obj) if isinstance(f, JSONField) else json_scalar(f, obj)
+                for f in fields
+            ]
+            for obj in objs
+        ]
+        params: list[Any] = [json.dumps(rows)]
+    else:
+        one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql += "VALUES " + ", ".join([one_row] * len(objs))
+        params = [
+            f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields
+        ]
+    sql += suffix
+    if returning:
+        sql += " RETURNING " + ", ".join(qn(meta.get_field(name).column) for name in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if returning else []
+
+
+def json_scalar(field: Any, obj: Model) -> Any:
+    """A column's value as JSON whose text PostgreSQL casts back to the column's type."""
+    value = field.pre_save(obj, True)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    raise TypeError(f"{field} holds a {type(value).__name__}; add its JSON form here")

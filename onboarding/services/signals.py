@@ -28,17 +28,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime, time
-from decimal import Decimal
+from datetime import datetime
 from typing import Any, NamedTuple
-from uuid import UUID
 
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
-from django.db.models import JSONField, Model
 from django.utils import timezone
 
 from analytics.models import Event
-from analytics.recording import build_event, record
+from analytics.recording import build_event, record, record_many
 from onboarding import clock
 from onboarding.actors import Actor
 from onboarding.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -46,6 +43,7 @@ from onboarding.models import Account, Case, ContextEntry, Signal, StepKind, Tas
 from onboarding.models.cases import OPEN_CASE_STATES, TaskState
 from onboarding.services._write import atomic_write
 from onboarding.services.tasks import add_context_entry, task_complete_by_signal, task_resume
+from onboarding.statements import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +357,7 @@ def _insert_new(rows: list[Signal]) -> set[str]:
     )
     inserted = dict(
         (signal_id, pk)
-        for pk, signal_id in _insert_rows(
+        for pk, signal_id in insert_rows(
             Signal, rows, f" ON CONFLICT ({key}) DO NOTHING", returning=("id", "signal_id")
         )
     )
@@ -377,72 +375,8 @@ def _insert_events(events: list[Event]) -> None:
     """Write the events built so far (`analytics.recording.build_event` built and
     checked them, as `record` would)."""
     if events:
-        _insert_rows(Event, events)
+        record_many(events)
         events.clear()
-
-
-def _insert_rows(
-    model: type[Model], objs: list[Model], suffix: str = "", *, returning: tuple[str, ...] = ()
-) -> list[tuple[Any, ...]]:
-    """INSERT many new rows in one statement, in order, the columns from `_meta`.
-
-    On PostgreSQL the rows go as one JSON array parameter, each element cast back to
-    its column's type: the statement's text does not grow with the rows (psycopg
-    converts it once, the server can prepare it), and one `json.dumps` replaces
-    adapting every value (Django's compiler and psycopg's array dumpers took most of
-    a batch's time). Elsewhere, VALUES rows.
-    """
-    using = router.db_for_write(model)
-    connection = connections[using]
-    meta = model._meta
-    qn = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
-    sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-    if connection.vendor == "postgresql":
-        casts = ", ".join(
-            f"r.value -> {n}"
-            if isinstance(f, JSONField)
-            # the type without its modifier: storing checks the column's own (a
-            # varchar(n) cast would cut a long text where storing it is refused)
-            else f"(r.value ->> {n})::{f.db_type(connection).split('(')[0]}"
-            for n, f in enumerate(fields)
-        )
-        sql += (
-            f"SELECT {casts} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r "
-            "ORDER BY r.ordinality"
-        )
-        rows = [
-            [
-                f.value_from_object(obj) if isinstance(f, JSONField) else _json_scalar(f, obj)
-                for f in fields
-            ]
-            for obj in objs
-        ]
-        params: list[Any] = [json.dumps(rows)]
-    else:
-        one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql += "VALUES " + ", ".join([one_row] * len(objs))
-        params = [
-            f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields
-        ]
-    sql += suffix
-    if returning:
-        sql += " RETURNING " + ", ".join(qn(meta.get_field(name).column) for name in returning)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if returning else []
-
-
-def _json_scalar(field: Any, obj: Model) -> Any:
-    """A column's value as JSON whose text PostgreSQL casts back to the column's type."""
-    value = field.pre_save(obj, True)
-    if value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, UUID | Decimal):
-        return str(value)
-    raise TypeError(f"{field} holds a {type(value).__name__}; add its JSON form here")
 
 
 def _lock_cases(case_ids: set[int]) -> None:

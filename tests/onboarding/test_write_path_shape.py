@@ -115,3 +115,27 @@ def test_reused_statement_cursors_still_pass_through_execute_wrappers(
 
     assert seen == ["SELECT", "WITH", "SELECT", "WITH"]
     assert Event.objects.filter(name="Step Claimed").count() == 2
+
+
+def test_only_the_recorder_writes_event_rows():
+    """Events are validated against the catalog in one place: no other module of the
+    product builds its own INSERT of them (the batch signal path uses `record_many`)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    writes = re.compile(
+        r"Event\.objects\.(create|bulk_create|get_or_create|update_or_create)\b"
+        r"|insert_rows?\(\s*Event\b|INSERT INTO \"?analytics_event\b",
+        re.IGNORECASE,
+    )
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for package in ("onboarding", "analytics", "api", "config")
+        for path in (root / package).rglob("*.py")
+        if "migrations" not in path.parts and path.name != "recording.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if writes.search(line)
+    ]
+
+    assert offenders == []
