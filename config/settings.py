@@ -102,6 +102,19 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The default cache holds the API throttle counters: with several web processes, point
+# CACHE_URL at Redis so they share them. Unset: per-process memory (development).
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ConfigError(f"CACHE_URL must be a redis:// URL, got {CACHE_URL!r}")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -167,7 +180,20 @@ CELERY_BEAT_SCHEDULE = {
         # A run still queued when the next is due is dropped: the next one does it all.
         "options": {"expires": float(env_int("WEBHOOK_RELAY_INTERVAL_SECONDS", 2))},
     },
+    "alerts": {
+        "task": "analytics.evaluate_alerts",
+        "schedule": float(env_int("ALERT_EVALUATION_INTERVAL_SECONDS", 300)),
+        "options": {"expires": float(env_int("ALERT_EVALUATION_INTERVAL_SECONDS", 300))},
+    },
+    "events-retention": {
+        "task": "analytics.purge_events",
+        "schedule": float(env_int("EVENT_RETENTION_PURGE_INTERVAL_SECONDS", 3600)),
+        "options": {"expires": float(env_int("EVENT_RETENTION_PURGE_INTERVAL_SECONDS", 3600))},
+    },
 }
+# Raw analytics events older than this many days are purged (reports read the facts,
+# not the events); 0 keeps them for ever.
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 0)
 # Modules whose @automated_step handlers are registered at start-up.
 AUTOMATION_HANDLER_MODULES = env_list("AUTOMATION_HANDLER_MODULES", ["onboarding.handlers"])
 # Demo automation handlers (onboarding/handlers.py): latency and failure rate.
@@ -194,17 +220,21 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.problems.problem_exception_handler",
 }
 # Requests per token (or per signed-in user) per second/minute/hour/day, e.g. "1200/min".
-# Counted in the default cache: per process unless CACHES points at a shared one.
+# Counted in the default cache: per process unless CACHE_URL points at Redis.
 API_TOKEN_THROTTLE_RATE = env_str("API_TOKEN_THROTTLE_RATE", "1200/min")
 API_SESSION_THROTTLE_RATE = env_str("API_SESSION_THROTTLE_RATE", "600/min")
 # Require an Idempotency-Key header on POST /api/v1/cases/ (optional when off).
 API_IDEMPOTENCY_KEY_REQUIRED = env_bool("API_IDEMPOTENCY_KEY_REQUIRED", False)
+# Idempotency keys are forgotten after this many hours (the retention task); 0: kept.
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # Webhooks (api/webhooks.py). The relay cuts deliveries from the event stream this
 # often; a delivery is retried after ~BASE·2^(n-1) seconds (with jitter, at most MAX)
 # up to MAX_ATTEMPTS times; a webhook is disabled after this many failures in a row.
 WEBHOOK_RELAY_INTERVAL_SECONDS = env_int("WEBHOOK_RELAY_INTERVAL_SECONDS", 2)
 WEBHOOK_RELAY_BATCH_SIZE = env_int("WEBHOOK_RELAY_BATCH_SIZE", 500)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 5)
+# Loopback and private-network receivers (development, on-premises); off: public only.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)
 WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 15)
@@ -241,6 +271,7 @@ UNFOLD = {
     # The index is the agent's desk (templates/admin/index.html): their tasks and queues.
     "DASHBOARD_CALLBACK": "onboarding.workspace.views.dashboard_callback",
     "STYLES": [lambda request: static("workspace/workspace.css")],
+    "SCRIPTS": [lambda request: static("workspace/workspace.js")],
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": False,
