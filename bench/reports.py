@@ -14,7 +14,8 @@ list of transitions the write path could have made (activations, claims, hand-of
 waits on the customer, failed and exhausted automation attempts, escalations, signals,
 SLA warnings and breaches at their instants, cancellations of stuck cases); the task,
 case, clock and context-log rows *and* the events are derived from that one list, so
-the facts and the events tell the same story.
+the facts and the events tell the same story. Five of the steps have an expected
+duration (`EXPECTED_WITHIN`), which the account health report measures the pace against.
 
 Then, for each report and two filter sets (the page's defaults: the last 28 days; and
 one segment filter), it times:
@@ -73,6 +74,14 @@ STEPS = [
     ("training", "human", "bench-specialists", "bench-human", False, False),
     ("handover", "human", "bench-specialists", "bench-human", True, False),
 ]
+# The health report's pace: how long after the opening these steps are expected done.
+EXPECTED_WITHIN = {
+    "provision": dt.timedelta(days=1),
+    "kickoff": dt.timedelta(days=3),
+    "connect": dt.timedelta(days=8),
+    "first_report": dt.timedelta(days=12),
+    "handover": dt.timedelta(days=21),
+}
 QUEUES = ["bench-specialists", "bench-technical", "bench-exceptions"]
 # (key, target seconds, warn %): 24/7 clocks that only notify, as the write path keeps them.
 POLICIES = [
@@ -122,7 +131,7 @@ def configure(now: dt.datetime, days: int) -> Setup:
 
     from onboarding import clock, services
     from onboarding.actors import WORK_PERM, Actor
-    from onboarding.models import Playbook, PlaybookVersion, Queue, SlaPolicy
+    from onboarding.models import Playbook, PlaybookVersion, Queue, SlaPolicy, Step
 
     system = Actor.system(BENCH, source=BENCH)
     queues = {
@@ -181,6 +190,7 @@ def configure(now: dt.datetime, days: int) -> Setup:
                     is_milestone=milestone,
                     is_first_value=first_value,
                     sla_policy=policies[policy],
+                    expected_within=EXPECTED_WITHIN.get(key),
                 )
             services.playbook_version_publish(version=version, actor=system)
         with clock.travel_to(v2_at):
@@ -188,6 +198,13 @@ def configure(now: dt.datetime, days: int) -> Setup:
                 playbook=playbook, actor=system, changelog="Same steps, new wording."
             )
             services.playbook_version_publish(version=draft, actor=system)
+    # A database generated before steps had expected durations: give its (published,
+    # so frozen) steps theirs with a plain UPDATE. Bench configuration only; the product
+    # changes expectations by drafting a new version.
+    for key, within in EXPECTED_WITHIN.items():
+        Step.objects.filter(version__playbook=playbook, key=key, expected_within=None).update(
+            expected_within=within
+        )
     steps: dict[int, list[int]] = {}
     for version in PlaybookVersion.objects.filter(playbook=playbook):
         steps[version.number] = list(

@@ -285,6 +285,8 @@ class StepDef:
     is_first_value: bool = False
     required: bool = True
     max_attempts: int = 3
+    # How long after the opening the step is expected done: the health report's pace.
+    expected_within: timedelta | None = None
     description: str = ""
 
 
@@ -308,6 +310,7 @@ SELF_SERVE = PlaybookDef(
             handler="provision_workspace",
             is_milestone=True,
             description="Milestone: Account Provisioned.",
+            expected_within=timedelta(days=1),
         ),
         StepDef(
             "send_welcome_email", "Send welcome email", "automated", handler="send_welcome_email"
@@ -320,6 +323,7 @@ SELF_SERVE = PlaybookDef(
             signal_name="Data Source Connected",
             is_milestone=True,
             description="Milestone: Data Source Connected.",
+            expected_within=timedelta(days=3),
         ),
         StepDef(
             "build_first_report",
@@ -328,6 +332,7 @@ SELF_SERVE = PlaybookDef(
             signal_name="First Report Generated",
             is_first_value=True,
             description="Milestone and first value: First Report Generated.",
+            expected_within=timedelta(days=6),
         ),
         StepDef(
             "onboarding_check_in",
@@ -335,6 +340,7 @@ SELF_SERVE = PlaybookDef(
             "human",
             queue=SPECIALISTS,
             description="A specialist reviews usage and offers help.",
+            expected_within=timedelta(days=9),
         ),
         StepDef(
             "invite_teammates",
@@ -372,6 +378,7 @@ ENTERPRISE = PlaybookDef(
             handler="provision_workspace",
             is_milestone=True,
             description="Milestone: Account Provisioned.",
+            expected_within=timedelta(days=1),
         ),
         StepDef(
             "create_crm_record",
@@ -395,6 +402,7 @@ ENTERPRISE = PlaybookDef(
             queue=SPECIALISTS,
             is_milestone=True,
             description="Milestone: Kickoff Held.",
+            expected_within=timedelta(days=3),
         ),
         StepDef(
             "technical_setup",
@@ -402,6 +410,7 @@ ENTERPRISE = PlaybookDef(
             "human",
             depends_on=("kickoff_call",),
             queue=TECHNICAL,
+            expected_within=timedelta(days=7),
         ),
         StepDef(
             "sso_configuration",
@@ -409,6 +418,7 @@ ENTERPRISE = PlaybookDef(
             "signal",
             depends_on=("kickoff_call",),
             signal_name="SSO Configured",
+            expected_within=timedelta(days=10),
         ),
         StepDef(
             "connect_data_source",
@@ -418,6 +428,7 @@ ENTERPRISE = PlaybookDef(
             signal_name="Data Source Connected",
             is_milestone=True,
             description="Milestone: Data Source Connected.",
+            expected_within=timedelta(days=14),
         ),
         StepDef(
             "build_first_report",
@@ -426,8 +437,15 @@ ENTERPRISE = PlaybookDef(
             signal_name="First Report Generated",
             is_first_value=True,
             description="Milestone and first value: First Report Generated.",
+            expected_within=timedelta(days=19),
         ),
-        StepDef("training_session", "Training session", "human", queue=SPECIALISTS),
+        StepDef(
+            "training_session",
+            "Training session",
+            "human",
+            queue=SPECIALISTS,
+            expected_within=timedelta(days=24),
+        ),
         StepDef(
             "handover_to_csm",
             "Hand over to customer success",
@@ -436,6 +454,7 @@ ENTERPRISE = PlaybookDef(
             queue=SPECIALISTS,
             is_milestone=True,
             description="Milestone: Handed Over.",
+            expected_within=timedelta(days=28),
         ),
     ],
 )
@@ -475,6 +494,7 @@ def _add_step(version: PlaybookVersion, step: StepDef, queues: dict[str, Queue])
         is_first_value=step.is_first_value,
         required=step.required,
         max_attempts=step.max_attempts,
+        expected_within=step.expected_within,
         sla_policy=current_policy(SLA_BY_STEP.get(step.key)),
         reminder_interval=REMINDERS.get(step.key),
         description=step.description,

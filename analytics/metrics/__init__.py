@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 
 from django.db import connection, transaction
 
-from analytics.metrics import automation, cohorts, first_value, funnel, sla, workload
+from analytics.metrics import automation, cohorts, first_value, funnel, health, sla, workload
 from analytics.metrics.base import LIST_LIMIT, Filters, Report
 
 
@@ -63,6 +63,10 @@ def _workload(f: Filters, now: datetime, limit: int | None) -> Report:
     return workload.workload(f)
 
 
+def _health(f: Filters, now: datetime, limit: int | None) -> Report:
+    return health.health(f, now=now, limit=limit)
+
+
 REPORTS: dict[str, ReportSpec] = {
     spec.key: spec
     for spec in (
@@ -72,6 +76,7 @@ REPORTS: dict[str, ReportSpec] = {
         ReportSpec(cohorts.KEY, cohorts.TITLE, cohorts, _cohorts),
         ReportSpec(automation.KEY, automation.TITLE, automation, _automation),
         ReportSpec(workload.KEY, workload.TITLE, workload, _workload),
+        ReportSpec(health.KEY, health.TITLE, health, _health),
     )
 }
 

@@ -123,7 +123,8 @@ class Column:
     key: str
     label: str
     # text · int · pct (a fraction) · hours (seconds shown as hours) · days (seconds shown
-    # as days) · datetime · date · case (a case id, linked)
+    # as days) · datetime · date · case (a case id, linked) · status (a health status,
+    # shown as a badge)
     kind: str = "text"
     # False: a label for people (a name next to an id), not part of the metric.
     compare: bool = True

@@ -170,6 +170,8 @@ class Config:
         # (playbook key, version number) → [(step key, name, position, milestone, first value)]
         self.steps: dict[tuple[str, int], list[tuple[str, str, bool, bool]]] = defaultdict(list)
         self.published: dict[str, list[int]] = defaultdict(list)
+        # (playbook key, version number) → {step key: expected duration from the opening}
+        self.expected: dict[tuple[str, int], dict[str, timedelta]] = defaultdict(dict)
         rows = Step.objects.order_by("position", "id").values_list(
             "version__playbook__key",
             "version__number",
@@ -177,9 +179,12 @@ class Config:
             "name",
             "is_milestone",
             "is_first_value",
+            "expected_within",
         )
-        for playbook, number, key, name, milestone, first_value in rows:
+        for playbook, number, key, name, milestone, first_value, expected in rows:
             self.steps[(playbook, number)].append((key, name, milestone, first_value))
+            if expected is not None:
+                self.expected[(playbook, number)][key] = expected
         from onboarding.models import PlaybookVersion
 
         for playbook, number in PlaybookVersion.objects.filter(state="published").values_list(
@@ -409,6 +414,7 @@ SCOPES: dict[str, ScopeList] = {
     ],
     "workload": [(("Step Completed",), True), "open"],
     "cohorts": [(("Case Opened",), True)],
+    "health": ["open"],
 }
 CASE_EVENTS = ("Case Opened", "Case Completed", "Case Cancelled", "Case Reopened")
 OPEN_CASES = """
@@ -924,6 +930,84 @@ def replay_cohorts(f: Filters, now: datetime, config: Config) -> dict[str, list[
     return {"by_milestone": by_milestone, "by_day": by_day}
 
 
+def replay_health(f: Filters, now: datetime, config: Config) -> dict[str, list[tuple]]:
+    from analytics.metrics.health import STATUSES, sort_key
+
+    per_status: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    per_segment: dict[str, dict[int, list[int]]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0, 0])
+    )
+    listed = []
+    for case in Scope("health", f, config).cases:
+        if not case.is_open:
+            continue
+        by_key = {t.step_key: t for t in case.tasks.values()}
+        finished = {k for k, t in by_key.items() if t.state in ("done", "skipped")}
+        expected, done, overdue = 0, 0, []
+        for key, within in config.expected.get((case.playbook, case.version), {}).items():
+            due = case.opened_at + within
+            if due > now:
+                continue
+            expected += 1
+            if key in finished:
+                done += 1
+            else:
+                overdue.append((due, key))
+        last_progress = max([case.opened_at, *(by_key[k].completed_at for k in finished)])
+        if case.state == "on_hold":
+            rank = 2
+        elif last_progress < now - f.stall:
+            rank = 0
+        else:
+            rank = 1 if overdue else 3
+        first_overdue, worst = min(overdue) if overdue else (None, None)
+        segment = (
+            f"{case.playbook} v{case.version}"
+            if f.by == "version"
+            else case.segmentation.get(f.by, "")
+        )
+        for counts in (per_status[rank], per_segment[segment][rank]):
+            counts[0] += 1
+            counts[1] += expected
+            counts[2] += done
+        row = (
+            case.id,
+            case.playbook,
+            case.version,
+            case.opened_at,
+            (now - case.opened_at).total_seconds(),
+            expected,
+            done,
+            worst,
+            (now - first_overdue).total_seconds() if first_overdue else None,
+            last_progress,
+            STATUSES[rank],
+        )
+        listed.append((sort_key(rank, first_overdue, last_progress, case.id), row))
+    total = sum(c[0] for c in per_status.values())
+    summary = []
+    for rank, status in enumerate(STATUSES):
+        n, expected, done = per_status.get(rank, (0, 0, 0))
+        summary.append((status, n, share(n, total), expected, done, share(done, expected)))
+    expected = sum(r[3] for r in summary)
+    done = sum(r[4] for r in summary)
+    summary.append(("all", total, share(total, total), expected, done, share(done, expected)))
+    breakdown = []
+    for segment in sorted(per_segment):
+        counts = [per_segment[segment].get(rank, (0, 0, 0)) for rank in range(len(STATUSES))]
+        expected = sum(c[1] for c in counts)
+        done = sum(c[2] for c in counts)
+        breakdown.append(
+            (segment, sum(c[0] for c in counts), *(c[0] for c in counts), expected, done,
+             share(done, expected))
+        )  # fmt: skip
+    return {
+        "summary": summary,
+        "cases": [row for _, row in sorted(listed, key=lambda r: r[0])],
+        "breakdown": breakdown,
+    }
+
+
 REPLAYS = {
     "sla": replay_sla,
     "funnel": replay_funnel,
@@ -931,6 +1015,7 @@ REPLAYS = {
     "automation": replay_automation,
     "workload": replay_workload,
     "cohorts": replay_cohorts,
+    "health": replay_health,
 }
 
 

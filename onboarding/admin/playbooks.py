@@ -164,7 +164,12 @@ class StepForm(forms.ModelForm):
             "is_first_value",
             "required",
             "max_attempts",
+            "expected_within",
         )
+        help_texts = {
+            "expected_within": "Expected done this long after the case opens, as "
+            "'days hh:mm:ss' (e.g. '5 00:00:00'); the health report measures pace against it.",
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -207,6 +212,7 @@ class StepInline(TabularInline):
         "is_first_value",
         "required",
         "max_attempts",
+        "expected_within",
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Step]:
@@ -360,7 +366,18 @@ class StepAdmin(ServiceAdminMixin, ManagerWritesMixin, ModelAdmin):
     fieldsets = (
         (None, {"fields": ("version", "key", "name", "description", "kind", "position")}),
         ("How it runs", {"fields": ("queue", "handler", "signal_name", "max_attempts")}),
-        ("Flow", {"fields": ("depends_on", "required", "is_milestone", "is_first_value")}),
+        (
+            "Flow",
+            {
+                "fields": (
+                    "depends_on",
+                    "required",
+                    "is_milestone",
+                    "is_first_value",
+                    "expected_within",
+                )
+            },
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Step]:

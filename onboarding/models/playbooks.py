@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -151,6 +153,14 @@ class Step(models.Model):
         help_text="Signal steps: nudge the customer this often while waiting (empty: never).",
     )
     max_reminders = models.PositiveSmallIntegerField(default=3)
+    expected_within = models.DurationField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Expected done (or skipped) this long after the case opens, wall-clock; "
+            "the account health report measures pace against it (empty: no expectation)."
+        ),
+    )
 
     class Meta:
         ordering = ["version", "position", "id"]
@@ -169,6 +179,11 @@ class Step(models.Model):
                 name="signal_step_has_signal",
             ),
             models.CheckConstraint(condition=models.Q(max_attempts__gte=1), name="attempts_gte_1"),
+            models.CheckConstraint(
+                condition=models.Q(expected_within__isnull=True)
+                | models.Q(expected_within__gt=timedelta(0)),
+                name="expected_within_positive",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -75,6 +75,7 @@ def playbook_draft_new_version(
 
 
 def _copy_steps(base: PlaybookVersion, draft: PlaybookVersion) -> None:
+    # Copies whole rows (every field, expected durations included), then the edges.
     old_steps = list(base.steps.all())
     by_old_id: dict[int, Step] = {}
     for old in old_steps:
@@ -115,6 +116,7 @@ def playbook_version_add_step(
     sla_policy: SlaPolicy | None = None,
     reminder_interval: timedelta | None = None,
     max_reminders: int = 3,
+    expected_within: timedelta | None = None,
     description: str = "",
 ) -> Step:
     """Add a step to a draft. `depends_on` are step keys; default: the previous step."""
@@ -152,6 +154,7 @@ def playbook_version_add_step(
             sla_policy=sla_policy,
             reminder_interval=reminder_interval,
             max_reminders=max_reminders,
+            expected_within=expected_within,
         )
         try:
             step.full_clean(exclude=["version", "depends_on"])
