@@ -77,7 +77,9 @@ class EventExport(ApiView):
         "wrote it has committed and every transaction started before it has ended, "
         "usually within milliseconds). Filters narrow what you receive; keep using the "
         "same filters with a cursor. Events are ordered by when their transaction "
-        "committed, so `occurred_at` is not strictly increasing.",
+        "committed, so `occurred_at` is not strictly increasing. Raw events are kept "
+        "`EVENT_RETENTION_DAYS` after they are recorded (when set): an exporter must "
+        "read within that window, or what it has not read yet is purged.",
         parameters=[EventQueryIn],
         responses=EventPageOut,
     )
