@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from analytics.views.catalog import event_catalog_view
 from analytics.views.reports import reports_view
 from onboarding.workspace import views
 
@@ -14,4 +15,5 @@ urlpatterns = [
         name="claim_next",
     ),
     path("reports/", admin.site.admin_view(reports_view), name="reports"),
+    path("events/catalog/", admin.site.admin_view(event_catalog_view), name="event_catalog"),
 ]
