@@ -294,6 +294,52 @@ CATALOG: dict[str, EventSpec] = {
                 "channel": Prop("string", "email, …"),
             },
         ),
+        # alerts (analytics.alerts): no case; ids and numbers only, never recipients
+        EventSpec(
+            "Alert Fired",
+            1,
+            "An alert rule's condition started to hold: one event per breach, however "
+            "many evaluations see it hold.",
+            {
+                "alert_id": Prop("integer", "The alert (one per breach)."),
+                "rule_id": Prop("integer", "The rule that fired."),
+                "rule_name": Prop("string", "The rule's name."),
+                "metric": Prop(
+                    "string",
+                    "milestone_conversion, sla_compliance, "
+                    "first_value_median or milestone_time_median.",
+                ),
+                "kind": Prop("string", "threshold or baseline."),
+                "condition": Prop("string", "The condition in words."),
+                "value": Prop("number", "The metric's value for the period."),
+                "unit": Prop("string", "% (rates) or h (durations)."),
+                "threshold": Prop("number", "Threshold rules: the limit.", nullable=True),
+                "baseline": Prop("number", "Baseline rules: the baseline value.", nullable=True),
+                "period_start": Prop("string", "First day of the period judged."),
+                "period_end": Prop("string", "Last day of the period judged."),
+                "case_ids": Prop("array", "The first cases behind it (ids)."),
+                "case_count": Prop(
+                    "integer", "How many cases (SLA: cases breached) are behind it."
+                ),
+                "link": Prop("string", "The alert's page in the admin."),
+            },
+        ),
+        EventSpec(
+            "Alert Resolved",
+            1,
+            "A firing alert ended: its condition cleared, or its rule was disabled.",
+            {
+                "alert_id": Prop("integer", "The alert."),
+                "rule_id": Prop("integer", "Its rule."),
+                "rule_name": Prop("string", "The rule's name."),
+                "metric": Prop("string", "The rule's metric."),
+                "value": Prop("number", "The value that cleared it.", nullable=True),
+                "unit": Prop("string", "% (rates) or h (durations)."),
+                "reason": Prop("string", "recovered or rule disabled."),
+                "fired_at": Prop("datetime", "When it fired."),
+                "link": Prop("string", "The alert's page in the admin."),
+            },
+        ),
         # context log
         EventSpec(
             "Note Added",

@@ -17,9 +17,12 @@ and the stream is plain `id` order.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, NamedTuple
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.expressions import RawSQL
 
@@ -211,3 +214,229 @@ class Event(models.Model):
     def stream_position(self) -> StreamPosition:
         """This event's place in the export stream (read through `stream_after`)."""
         return StreamPosition(self.stream_xact, self.pk)
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+
+class AlertRule(models.Model):
+    """A watch on one manager metric for one scope; `analytics.alerts` evaluates it.
+
+    The metrics and the two kinds of rule are defined in `analytics.alerts` (its
+    docstring is the reference); `clean()` refuses a rule that could not be judged.
+    """
+
+    class Metric(models.TextChoices):
+        MILESTONE_CONVERSION = "milestone_conversion", "Milestone conversion (% of cohort)"
+        SLA_COMPLIANCE = "sla_compliance", "SLA compliance (% met)"
+        FIRST_VALUE_MEDIAN = "first_value_median", "Time to first value, median (hours)"
+        MILESTONE_TIME_MEDIAN = (
+            "milestone_time_median",
+            "Time from the previous milestone, median (hours)",
+        )
+
+    class Kind(models.TextChoices):
+        THRESHOLD = "threshold", "Threshold: the value is beyond a fixed limit"
+        BASELINE = "baseline", "Change against the baseline of the previous windows"
+
+    class Direction(models.TextChoices):
+        BELOW = "below", "Below / dropped"
+        ABOVE = "above", "Above / grew"
+
+    name = models.CharField(max_length=120)
+    enabled = models.BooleanField(default=True)
+    metric = models.CharField(max_length=30, choices=Metric.choices)
+    step_key = models.SlugField(
+        max_length=60,
+        blank=True,
+        help_text="Milestone metrics: the milestone's step key (conversion: blank for the "
+        "last milestone). SLA compliance: one step only (blank: every step).",
+    )
+    # Scope: the report filters (`analytics.metrics.base.Filters`).
+    playbook = models.ForeignKey(
+        "onboarding.Playbook", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Playbook version number (blank: every version)."
+    )
+    plan = models.CharField(max_length=60, blank=True)
+    region = models.CharField(max_length=60, blank=True)
+    channel = models.CharField(max_length=60, blank=True)
+    queue = models.ForeignKey(
+        "onboarding.Queue",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="SLA compliance only: the clocks of this queue's steps.",
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="SLA compliance only: the clocks of this person's steps.",
+    )
+    # The condition.
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.THRESHOLD)
+    direction = models.CharField(
+        max_length=10,
+        choices=Direction.choices,
+        default=Direction.BELOW,
+        help_text="Threshold: fire while the value is below (above) the threshold. "
+        "Baseline: fire when the value dropped (grew) by at least the change.",
+    )
+    threshold = models.FloatField(
+        null=True, blank=True, help_text="Threshold rules: % for rates, hours for durations."
+    )
+    change_pct = models.FloatField(
+        "change (%)",
+        null=True,
+        blank=True,
+        help_text="Baseline rules: relative change, e.g. 20 = the value is 20 % above "
+        "(or below) the baseline.",
+    )
+    window_days = models.PositiveSmallIntegerField(
+        default=7, help_text="The period judged: this many days, up to today (less the lag)."
+    )
+    baseline_windows = models.PositiveSmallIntegerField(
+        default=4,
+        help_text="Baseline rules: the baseline is the metric over this many periods "
+        "just before the current one, taken together.",
+    )
+    lag_days = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="End the period this many days ago, so that cohorts had time to convert "
+        "(conversion and first value count young cases as not reached yet).",
+    )
+    conversion_days = models.PositiveSmallIntegerField(
+        default=30,
+        help_text="Milestone and first-value metrics: a milestone counts if passed within "
+        "this many days of the opening (the reports' conversion window).",
+    )
+    min_sample = models.PositiveIntegerField(
+        default=5,
+        help_text="Judge only a value computed from at least this many cases (clocks for "
+        "SLA compliance); fewer is no data.",
+    )
+    recipients = models.TextField(
+        blank=True, help_text="Email addresses to notify, one a line or comma-separated."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # What the last evaluation saw (None: no data).
+    last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_value = models.FloatField(null=True, blank=True, editable=False)
+    last_baseline = models.FloatField(null=True, blank=True, editable=False)
+    last_sample = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind="threshold", threshold__isnull=False)
+                    | models.Q(kind="baseline", change_pct__gt=0)
+                ),
+                name="alertrule_condition_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_rate(self) -> bool:
+        return self.metric in (self.Metric.MILESTONE_CONVERSION, self.Metric.SLA_COMPLIANCE)
+
+    @property
+    def unit(self) -> str:
+        return "%" if self.is_rate else "h"
+
+    def recipient_list(self) -> list[str]:
+        return [r for r in re.split(r"[\s,;]+", self.recipients) if r]
+
+    def condition_text(self) -> str:
+        """The rule's condition in words, e.g. "below 80 %" or "grew by ≥ 20 % vs baseline"."""
+        if self.kind == self.Kind.THRESHOLD:
+            return f"{self.direction} {format_measure(self.threshold, self.unit)}"
+        verb = "dropped" if self.direction == self.Direction.BELOW else "grew"
+        return (
+            f"{verb} by ≥ {self.change_pct:g} % vs the {self.baseline_windows} previous "
+            f"{self.window_days}-day windows"
+        )
+
+    def clean(self) -> None:
+        from analytics.alerts import rule_errors
+
+        errors = rule_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+def format_measure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} %" if unit == "%" else f"{value:,.1f} h"
+
+
+class AlertQuerySet(models.QuerySet):
+    def firing(self) -> AlertQuerySet:
+        return self.filter(state=Alert.State.FIRING)
+
+
+class Alert(models.Model):
+    """One breach of a rule: fired when the condition starts to hold, resolved when it
+    stops. At most one per rule is firing (the partial unique constraint); while it
+    fires, evaluations refresh `value` and `last_evaluated_at` without notifying.
+
+    Written only by `analytics.alerts` (read-only in the admin)."""
+
+    class State(models.TextChoices):
+        FIRING = "firing", "Firing"
+        RESOLVED = "resolved", "Resolved"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.FIRING)
+    fired_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=40, blank=True)
+    # The period judged when it fired (the report link opens on it).
+    period_start = models.DateField()
+    period_end = models.DateField()
+    fired_value = models.FloatField()
+    value = models.FloatField(null=True, help_text="Latest value while firing.")
+    threshold = models.FloatField(null=True, blank=True)
+    baseline = models.FloatField(null=True, blank=True)
+    sample = models.PositiveIntegerField(default=0)
+    message = models.TextField()
+    case_ids = models.JSONField(default=list, blank=True)
+    case_count = models.PositiveIntegerField(
+        default=0, help_text="Cases behind the alert (case_ids holds the first of them)."
+    )
+    last_evaluated_at = models.DateTimeField()
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=models.Q(state="firing"),
+                name="alert_one_firing_per_rule",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "fired_at"], name="alert_state_fired")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} @ {self.fired_at:%Y-%m-%d %H:%M}"
