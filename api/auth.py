@@ -18,6 +18,8 @@ from rest_framework.request import Request
 from api.models import ApiToken, hash_secret
 from onboarding.actors import Actor
 
+REPORTS_READ = "reports:read"  # manager reports, `/api/v1/reports/…`
+
 # last_used_at is written at most this often per token: no write on every request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 

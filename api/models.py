@@ -22,6 +22,7 @@ SCOPES: dict[str, str] = {
     "queues:read": "List queues",
     "queues:claim": "Claim the next task of a queue",
     "webhooks:manage": "Manage webhook subscriptions",
+    "reports:read": "Read the manager reports",
 }
 SECRET_PREFIX = "obk_"
 

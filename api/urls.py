@@ -1,7 +1,4 @@
-"""/api/: the schema, the docs, the problem-type pages and version 1.
-
-Reports (`/api/v1/reports/…`) join `v1_patterns` when they exist.
-"""
+"""/api/: the schema, the docs, the problem-type pages and version 1."""
 
 from __future__ import annotations
 
@@ -12,8 +9,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from api.problems import api_page_not_found, problem_type_page
 from api.views.accounts import AccountDetail, AccountList
 from api.views.cases import CaseDetail, CaseList, CaseNotes
+from api.views.catalog import EventCatalog
 from api.views.events import EventExport
 from api.views.queues import QueueClaimNext, QueueList
+from api.views.reports import ReportDetail, ReportList
 from api.views.signals import SignalReceive, SignalReceiveBatch
 from api.views.transitions import (
     CASE_TRANSITIONS,
@@ -68,6 +67,9 @@ v1_patterns = [
     path("queues/", QueueList.as_view(), name="queue-list"),
     path("queues/<id:queue_id>/claim-next", QueueClaimNext.as_view(), name="queue-claim-next"),
     path("events/", EventExport.as_view(), name="event-export"),
+    path("events/catalog", EventCatalog.as_view(), name="event-catalog"),
+    path("reports/", ReportList.as_view(), name="report-list"),
+    path("reports/<str:key>", ReportDetail.as_view(), name="report-detail"),
     path("webhooks/", WebhookList.as_view(), name="webhook-list"),
     path("webhooks/<id:webhook_id>", WebhookDetail.as_view(), name="webhook-detail"),
     path(

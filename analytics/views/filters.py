@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django import forms
@@ -20,6 +20,10 @@ from analytics.metrics.base import BREAKDOWNS, SEGMENT_FIELDS, Filters, local_to
 from onboarding.models import Playbook, Queue
 
 _DATE = {"type": "date"}
+# A range longer than this is refused: the reports bucket by day and week, and an
+# unbounded range (or a date near year 9999, which has no next day) is not a report.
+MAX_RANGE_DAYS = 3 * 366
+EARLIEST = date(2000, 1, 1)
 
 # Distinct values of the indexed segmentation columns without reading the whole
 # accounts table: one index probe per value (a "loose index scan").
@@ -160,8 +164,15 @@ class ReportFilterForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         start, end = data.get("start"), data.get("end")
+        for name in ("start", "end"):
+            value = data.get(name)
+            if value and not EARLIEST <= value <= date.max - timedelta(days=MAX_RANGE_DAYS):
+                self.add_error(name, "The date is out of range.")
+        start, end = data.get("start"), data.get("end")
         if start and end and start > end:
             self.add_error("end", "The end of the range is before its start.")
+        elif start and end and (end - start).days >= MAX_RANGE_DAYS:
+            self.add_error("end", f"A range spans at most {MAX_RANGE_DAYS} days.")
         if data.get("version") is not None and not data.get("playbook"):
             self.add_error("version", "Choose a playbook for a version.")
         return data
@@ -176,6 +187,7 @@ class ReportFilterForm(forms.Form):
         default = Filters.default(today)
         start = data.get("start") or default.start
         end = data.get("end") or (max(start, default.end) if data.get("start") else default.end)
+        start = max(start, end - timedelta(days=MAX_RANGE_DAYS - 1))  # what an error left
         filters = Filters(
             start=start,
             end=end,

@@ -26,12 +26,14 @@ from django.utils import timezone
 
 from analytics.metrics import REPORTS, Report, run
 from analytics.metrics.base import Column, Table
+from analytics.metrics.health import STATUS_LABELS
 from analytics.views.filters import Options, ReportFilterForm, form_data
 from onboarding import clock
 from onboarding.actors import Actor
 
 PRIMARY = "var(--color-primary-600)"
 GREEN, AMBER, RED, GRAY, BLUE = "#16a34a", "#f59e0b", "#dc2626", "#9ca3af", "#2563eb"
+STATUS_COLOURS = {"stuck": RED, "behind": AMBER, "on_hold": BLUE, "on_track": GREEN}
 CSV_UNITS = {"pct": "%", "hours": "hours", "days": "days"}
 
 
@@ -43,6 +45,11 @@ class Cell:
     text: str
     href: str = ""
     muted: bool = False
+    badge: str = ""  # a status: the colour of its badge
+
+
+# Status badges (`Column.kind == "status"`): Unfold's label type per status.
+BADGES = {"stuck": "danger", "behind": "warning", "on_hold": "info", "on_track": "success"}
 
 
 def _local(moment: datetime) -> datetime:
@@ -70,6 +77,8 @@ def format_value(value: Any, column: Column) -> Cell:
         return Cell(f"{value:%Y-%m-%d}")
     if kind == "case":
         return Cell(f"#{value}", href=reverse("admin:onboarding_case_change", args=[value]))
+    if kind == "status":
+        return Cell(STATUS_LABELS.get(value, str(value)), badge=BADGES.get(value, ""))
     if isinstance(value, bool):
         return Cell("yes" if value else "no")
     return Cell(str(value))
@@ -317,6 +326,37 @@ def charts_for(report: Report) -> list[Chart]:
                 _options(stacked=True),
             )
         ]
+    if report.key == "health":
+        summary, breakdown = t["summary"], t["breakdown"]
+        statuses = [r for r in summary.as_dicts() if r["status"] != "all"]
+        colours = [STATUS_COLOURS[r["status"]] for r in statuses]
+        segments = breakdown.as_dicts()
+        return [
+            Chart(
+                "Open cases by status",
+                "bar",
+                {
+                    "labels": [STATUS_LABELS[r["status"]] for r in statuses],
+                    "datasets": [
+                        _series("Cases", [r["cases"] for r in statuses], colours[0])
+                        | {"backgroundColor": colours, "borderColor": colours}
+                    ],
+                },
+                _options(legend=False),
+            ),
+            Chart(
+                breakdown.title,
+                "bar",
+                {
+                    "labels": _labels([r["segment"] for r in segments]),
+                    "datasets": [
+                        _series(STATUS_LABELS[s], [r[s] for r in segments], STATUS_COLOURS[s])
+                        for s in STATUS_COLOURS
+                    ],
+                },
+                _options(stacked=True),
+            ),
+        ]
     if report.key == "workload":
         queues, week = t["open_by_queue"], t["done_by_week"]
         return [
@@ -372,7 +412,7 @@ def _count(label: str, n: int | None, note: str = "") -> Kpi:
 
 
 def kpis_for(report: Report) -> list[Kpi]:
-    t = report.tables
+    t, f = report.tables, report.filters
     if report.key == "sla":
         whose = t["whose_time"]
         on_us = sum(whose.column("internal")) + sum(whose.column("automation"))
@@ -427,6 +467,17 @@ def kpis_for(report: Report) -> list[Kpi]:
             _kpi("Human-assist rate", s, "assist_rate"),
             _count("Failed attempts", sum(t["failures_by_step"].column("attempts"))),
             _kpi("Handoffs per case", t["handoffs"], "per_case"),
+        ]
+    if report.key == "health":
+        summary = {r["status"]: r for r in t["summary"].as_dicts()}
+        pace = t["summary"].columns[t["summary"].index("pace")]
+        share = t["summary"].columns[t["summary"].index("share")]
+        return [
+            _count("Open cases", summary["all"]["cases"], "now, whatever the range"),
+            Kpi("On track", format_value(summary["on_track"]["share"], share)),
+            _count("Behind", summary["behind"]["cases"], "a step overdue"),
+            _count("Stuck", summary["stuck"]["cases"], f"no step done in over {f.stall_days} days"),
+            Kpi("Pace", format_value(summary["all"]["pace"], pace), "expected steps done"),
         ]
     if report.key == "workload":
         o = t["open_summary"]
@@ -496,8 +547,8 @@ def csv_response(report: Report, table_name: str) -> HttpResponse:
 # Filters shown only on the reports they change.
 ONLY_ON = {
     "window_days": ("funnel", "first_value", "cohorts"),
-    "stall_days": ("funnel",),
-    "by": ("funnel",),
+    "stall_days": ("funnel", "health"),
+    "by": ("funnel", "health"),
 }
 
 

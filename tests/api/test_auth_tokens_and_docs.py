@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from api.models import ApiToken
+from api.models import SCOPES, ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -189,6 +189,24 @@ def test_a_manager_creates_a_token_and_sees_its_secret_once(manager):
     # The change page never shows it again.
     page = browser.get(reverse("admin:api_apitoken_change", args=[token.pk])).content.decode()
     assert secret not in page and token.prefix in page
+
+
+def test_the_admin_token_form_offers_every_scope_the_api_checks(manager):
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    checked = {
+        operation["x-required-scope"]
+        for path in schema["paths"].values()
+        for operation in path.values()
+        if "x-required-scope" in operation
+    }
+    browser = Client()
+    browser.force_login(manager)
+    page = browser.get(reverse("admin:api_apitoken_add")).content.decode()
+
+    offered = set(re.findall(r'name="scopes" value="([a-z]+:[a-z]+)"', page))
+    assert offered == set(SCOPES)
+    assert "reports:read" in checked
+    assert checked <= offered
 
 
 def test_a_manager_revokes_a_token(manager, issue_token):

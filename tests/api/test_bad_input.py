@@ -39,6 +39,10 @@ BAD_REQUESTS = [
     ("POST", "/api/v1/signals/batch", {"signals": []}, 422, "signals"),
     ("POST", "/api/v1/signals/batch", {"signals": [{}] * 501}, 422, "signals"),
     ("POST", "/api/v1/cases/{case_id}/transitions/resume", {"unexpected": True}, 409, None),
+    ("GET", "/api/v1/reports/sla", {"start": "2026-05-02", "end": "2026-05-01"}, 422, "end"),
+    ("GET", "/api/v1/reports/funnel", {"playbook": "ghost"}, 422, "playbook"),
+    ("GET", "/api/v1/reports/workload", {"limit": "0"}, 422, "limit"),
+    ("GET", "/api/v1/reports/churn", {}, 404, None),
 ]  # fmt: skip
 
 

@@ -86,6 +86,9 @@ ENDPOINTS = [
         refused_code="forbidden",
     ),
     Endpoint("GET", "/api/v1/events/", "events:read", 200),
+    Endpoint("GET", "/api/v1/events/catalog", "events:read", 200),
+    Endpoint("GET", "/api/v1/reports/", "reports:read", 200),
+    Endpoint("GET", "/api/v1/reports/{report}", "reports:read", 200),
     Endpoint("GET", "/api/v1/webhooks/", "webhooks:manage", 200),
     Endpoint(
         "POST",
@@ -113,6 +116,7 @@ def world(open_case, agent_a, queue, make_account) -> dict[str, Any]:
         "waiting_task": kickoff.pk,
         "queue": queue.pk,
         "webhook": webhook_subscribe(url="https://example.com/hook", event_names=["*"])[0].pk,
+        "report": "workload",
     }
 
 
@@ -167,6 +171,7 @@ class _Braces(dict):
         "waiting_task": "task_id",
         "queue": "queue_id",
         "webhook": "webhook_id",
+        "report": "key",
     }
 
     def __missing__(self, key: str) -> str:

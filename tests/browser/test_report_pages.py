@@ -28,3 +28,15 @@ def test_every_report_page_draws_its_charts(open_page, open_case):
             drawn_in_all += 1
 
     assert drawn_in_all >= len(REPORTS)  # every report has at least one chart
+
+
+def test_the_health_tab_shows_each_open_case_with_its_status_and_a_link_to_it(open_page, open_case):
+    manager = make_person("hana", full_name="Hana Health", role="manager")
+    page = open_page(manager)
+    page.goto(f"{open_page.base_url}/admin/work/reports/?report=health")
+
+    cases = page.locator("[data-table=cases] tbody tr")
+    expect(cases).to_have_count(1)
+    expect(cases.first.locator("[data-status=success]")).to_have_text("On track")
+    cases.first.get_by_role("link", name=f"#{open_case.pk}").click()
+    expect(page).to_have_url(f"{open_page.base_url}/admin/onboarding/case/{open_case.pk}/change/")
