@@ -21,6 +21,12 @@ def my_open_tasks(request: HttpRequest) -> int:
     return Task.objects.filter(assignee=request.user, state__in=OPEN_WORK_STATES).count()
 
 
+def firing_alerts(request: HttpRequest) -> int:
+    from analytics.models import Alert  # analytics imports onboarding, not the reverse
+
+    return Alert.objects.firing().count()
+
+
 def _item(title: str, icon: str, url: str, **extra: object) -> dict[str, object]:
     return {"title": title, "icon": icon, "link": reverse_lazy(url), **extra}
 
@@ -53,8 +59,22 @@ NAVIGATION = [
         "title": "Insight",
         "separator": True,
         "items": [
-            _item("Reports", "monitoring", "workspace:reports"),
+            _item(
+                "Reports",
+                "monitoring",
+                "workspace:reports",
+                permission="onboarding.workspace.nav.is_manager",
+            ),
+            _item(
+                "Alerts",
+                "notification_important",
+                "admin:analytics_alert_changelist",
+                permission="onboarding.workspace.nav.is_manager",
+                badge="onboarding.workspace.nav.firing_alerts",
+                badge_variant="danger",
+            ),
             _item("Events", "bolt", "admin:analytics_event_changelist"),
+            _item("Event catalog", "menu_book", "workspace:event_catalog"),
             _item("Context log", "history_edu", "admin:onboarding_contextentry_changelist"),
             _item("Signals", "sensors", "admin:onboarding_signal_changelist"),
         ],
@@ -71,6 +91,7 @@ NAVIGATION = [
             _config("SLA timers", "avg_pace", "onboarding_slatimer"),
             _config("Business calendars", "calendar_month", "onboarding_businesscalendar"),
             _config("Reminders", "notifications", "onboarding_reminder"),
+            _config("Alert rules", "rule", "analytics_alertrule"),
             _config("API tokens", "key", "api_apitoken"),
             _config("Webhooks", "webhook", "api_webhooksubscription"),
             _config("Users", "person", "auth_user"),

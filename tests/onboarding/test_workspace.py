@@ -183,6 +183,46 @@ def test_a_hand_off_moves_the_task_and_logs_the_note(login, agent_a, other_queue
     assert ContextEntry.objects.get(task=kickoff, kind="handoff").body == "SSO"
 
 
+def test_the_hand_off_agent_choices_say_which_queues_each_agent_works(
+    login, agent_a, agent_b, queue, other_queue, open_case
+):
+    kickoff = task_of(open_case, "kickoff")
+    services.task_claim(task_id=kickoff.pk, actor=act(agent_a))
+
+    page = login(agent_a).get(_case_url(open_case)).content.decode()
+
+    both = " ".join(str(q) for q in sorted([queue.pk, other_queue.pk]))
+    assert f'value="{agent_b.pk}" data-queues="{both}"' in page
+    assert f'value="{agent_a.pk}" data-queues="{queue.pk}"' in page
+
+
+def test_a_hand_off_reserved_for_someone_outside_the_target_queue_is_refused_on_the_field(
+    login, agent_a, other_queue, open_case
+):
+    kickoff = task_of(open_case, "kickoff")
+    services.task_claim(task_id=kickoff.pk, actor=act(agent_a))
+    kickoff.refresh_from_db()
+    events = Event.objects.count()
+
+    response = _act(
+        login(agent_a),
+        open_case,
+        "hand_off",
+        kickoff,
+        to_queue=other_queue.pk,
+        to_assignee=agent_a.pk,  # works specialists only
+        note="For you",
+    )
+
+    assert response.status_code == 400
+    (task,) = [t for t in response.context["page"].tasks if t.pk == kickoff.pk]
+    (hand_off,) = [a for a in task.actions if a.spec.name == "hand_off"]
+    assert hand_off.form.errors["to_assignee"] == ["This agent does not work the queue chosen."]
+    kickoff.refresh_from_db()
+    assert (kickoff.state, kickoff.assignee_id) == ("in_progress", agent_a.pk)
+    assert Event.objects.count() == events
+
+
 def test_a_crafted_post_for_a_forbidden_transition_is_refused(login, agent_a, open_case):
     """Skip is for managers: an agent who posts it anyway changes nothing."""
     kickoff = task_of(open_case, "kickoff")
@@ -419,3 +459,27 @@ def test_the_timeline_can_show_only_what_people_and_automation_wrote(login, mana
 
     assert {i.kind for i in everything} == {"event", "note"}
     assert [(i.kind, i.body) for i in notes] == [("note", "Spoke to the CTO")]
+
+
+# --- sidebar ----------------------------------------------------------------------------
+
+
+def test_the_sidebar_offers_managers_reports_and_alerts_and_everyone_the_event_catalog(
+    login, agent_a, manager
+):
+    alerts = reverse("admin:analytics_alert_changelist")
+    rules = reverse("admin:analytics_alertrule_changelist")
+    catalog = reverse("workspace:event_catalog")
+    reports = reverse("workspace:reports")
+
+    as_manager = login(manager).get(reverse("admin:index")).content.decode()
+    assert f'href="{alerts}"' in as_manager
+    assert f'href="{rules}"' in as_manager
+    assert f'href="{catalog}"' in as_manager
+    assert f'href="{reports}"' in as_manager
+
+    as_agent = login(agent_a).get(reverse("admin:index")).content.decode()
+    assert f'href="{catalog}"' in as_agent
+    assert f'href="{alerts}"' not in as_agent
+    assert f'href="{rules}"' not in as_agent
+    assert f'href="{reports}"' not in as_agent
