@@ -71,6 +71,10 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "An Idempotency-Key identifies one request: send a new key for a different body.",
     ),
     "throttled": ("Too many requests", "Wait `Retry-After` seconds."),
+    "not_available": (
+        "Not available here",
+        "This installation cannot serve it (reports need PostgreSQL); retrying will not help.",
+    ),
     "server_error": ("Internal server error", "Something broke on our side; it was logged."),
 }
 

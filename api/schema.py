@@ -50,6 +50,7 @@ _DESCRIPTIONS = {
     415: "The body must be application/json.",
     422: "Invalid input; see `errors`. Nothing was changed.",
     429: "Too many requests for this token; see `Retry-After`.",
+    503: "Not available on this installation (reports need PostgreSQL).",
 }
 _ALWAYS = (401, 403, 404, 406, 429)
 _WITH_BODY = (400, 415, 422)

@@ -50,3 +50,10 @@ class TransitionNotAllowed(Conflict):
     """The transition does not exist from the current state, or its conditions fail."""
 
     code = "transition_not_allowed"
+
+
+class NotAvailable(DomainError):
+    """This installation cannot do it (e.g. reports on the SQLite demo database)."""
+
+    status = 503
+    code = "not_available"

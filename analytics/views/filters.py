@@ -17,7 +17,7 @@ from unfold.widgets import (
 
 from analytics.metrics import REPORTS, default_filters
 from analytics.metrics.base import BREAKDOWNS, SEGMENT_FIELDS, Filters, local_today
-from onboarding.models import Playbook, Queue
+from onboarding.models import Account, Playbook, Queue
 
 _DATE = {"type": "date"}
 # A range longer than this is refused: the reports bucket by day and week, and an
@@ -68,10 +68,15 @@ class Options:
             .values_list("pk", "username", "first_name", "last_name")
         ]
         segments: dict[str, list[str]] = {col: [] for col in SEGMENT_FIELDS}
-        with connection.cursor() as cursor:
-            cursor.execute(_SEGMENT_VALUES)
-            for col, value in cursor.fetchall():
-                segments[col].append(value)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(_SEGMENT_VALUES)
+                for col, value in cursor.fetchall():
+                    segments[col].append(value)
+        else:  # the embedded demo: few accounts, and no such SQL
+            for col in SEGMENT_FIELDS:
+                values = Account.objects.exclude(**{col: ""}).values_list(col, flat=True)
+                segments[col] = list(values.order_by(col).distinct())
         return cls(
             playbooks=list(playbooks.items()),
             versions=sorted(versions),

@@ -19,6 +19,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.db import connection
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -31,7 +32,7 @@ from analytics.views.filters import Options, ReportFilterForm, form_data
 from api.auth import REPORTS_READ, actor_for, token_of
 from api.views.base import ApiView
 from onboarding import clock
-from onboarding.errors import NotFound
+from onboarding.errors import NotAvailable, NotFound
 
 MAX_LIMIT = 1000  # rows of a list table; the aggregates are never cut
 
@@ -253,7 +254,7 @@ class ReportList(ApiView):
 @extend_schema(tags=["reports"])
 class ReportDetail(ApiView):
     required_scopes = {"GET": REPORTS_READ}
-    problem_statuses = (422,)
+    problem_statuses = (422, 503)
 
     @extend_schema(
         summary="Read a report",
@@ -273,6 +274,8 @@ class ReportDetail(ApiView):
         spec = REPORTS.get(key)
         if spec is None:
             raise NotFound(f"There is no report {key!r}; see /api/v1/reports/.")
+        if connection.vendor != "postgresql":
+            raise NotAvailable("Reports need PostgreSQL; this installation runs on SQLite.")
         limit = LimitIn(data=request.query_params)
         limit_ok = limit.is_valid()
         try:

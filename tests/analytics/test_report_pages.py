@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from analytics.metrics import REPORTS
-from analytics.views.filters import MAX_RANGE_DAYS
+from analytics.views.filters import MAX_RANGE_DAYS, Options
 from onboarding import services
 from onboarding.models import Account
 from tests.conftest import act, task_of
@@ -224,3 +224,11 @@ def test_the_health_page_lists_open_cases_with_status_badges_and_case_links(
     assert {"start", "end", "queue", "agent"}.isdisjoint(fields)
     assert {"stall_days", "by", "playbook"} <= set(fields)
     assert "Open cases now, whatever the date range" in page
+
+
+def test_the_filter_choices_are_the_same_off_postgresql(history, monkeypatch):
+    on_postgresql = Options.load()
+    monkeypatch.setattr(connection, "vendor", "sqlite")  # the alert rule form uses them there
+
+    assert Options.load() == on_postgresql
+    assert on_postgresql.segments["plan"]

@@ -241,3 +241,15 @@ def test_a_signed_in_agent_is_refused_as_on_the_pages(signed_in, agent_a, histor
         assert response.status_code == 403
         assert response.json()["code"] == "forbidden"
         assert response.json()["detail"] == "Reports are for managers."
+
+
+def test_off_postgresql_a_report_is_a_503_problem_not_a_crash(reader, history, monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite")  # the embedded demo's database
+    response = reader.get(url("sla"))
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_available"
+    assert reader.get("/api/v1/reports/").status_code == 200  # the list still says what exists
