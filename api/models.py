@@ -116,6 +116,8 @@ class IdempotencyKey(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["owner", "key"], name="one_idempotency_key_per_owner")
         ]
+        # The retention task drops responses past their TTL in batches by age.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
 
     def __str__(self) -> str:
         return f"{self.owner} {self.key}"
