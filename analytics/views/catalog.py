@@ -3,21 +3,27 @@ declares it, with what each row of the Events table carries besides.
 
 Generated from the catalog in code, so it never lags behind it: a new event or
 property appears here without a template change. For every staff user (analysts,
-agents, managers): it documents the data, it does not show any. The stored counts
-are one grouped query over the events table (an index-only scan of `event_name_time`).
+agents, managers): it documents the data, it does not show any.
+
+Usage per event: how many occurred in the last `RECENT_DAYS` days and when it last
+occurred. Not all-time counts: counting 42 M rows took 6.5 s at a million cases. One
+statement: the stored names by a loose index scan of `event_name_time` (one probe per
+name), then per name an index-only range count and a one-entry backward probe.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.db.models import Count
+from django.db import connection
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -71,10 +77,33 @@ class PropertyRow:
     prop: Prop
 
 
+RECENT_DAYS = 7
+
+_USAGE = """
+WITH RECURSIVE names AS (
+    SELECT min(name) AS name FROM analytics_event
+    UNION ALL
+    SELECT (SELECT min(name) FROM analytics_event WHERE name > names.name)
+    FROM names WHERE names.name IS NOT NULL
+)
+SELECT n.name,
+       (SELECT count(*) FROM analytics_event e
+         WHERE e.name = n.name AND e.occurred_at >= %s),
+       (SELECT max(e.occurred_at) FROM analytics_event e WHERE e.name = n.name)
+FROM names n WHERE n.name IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class Usage:
+    recent: int = 0
+    last_seen: datetime | None = None
+
+
 @dataclass(frozen=True)
 class EventRow:
     spec: EventSpec
-    stored: int
+    usage: Usage
     events_url: str
 
     @property
@@ -82,8 +111,8 @@ class EventRow:
         return [PropertyRow(name, prop) for name, prop in self.spec.properties.items()]
 
     @property
-    def stored_text(self) -> str:
-        return f"{self.stored:,}"
+    def recent_text(self) -> str:
+        return f"{self.usage.recent:,}"
 
     @property
     def version_label(self) -> str:
@@ -112,8 +141,12 @@ def common_columns() -> list[ColumnRow]:
     return rows
 
 
-def stored_counts() -> dict[str, int]:
-    return dict(Event.objects.order_by().values_list("name").annotate(n=Count("id")))
+def usage(now: datetime | None = None) -> dict[str, Usage]:
+    """Per stored event name: occurrences in the last RECENT_DAYS days, last occurrence."""
+    since = (now or timezone.now()) - timedelta(days=RECENT_DAYS)
+    with connection.cursor() as cursor:
+        cursor.execute(_USAGE, [since])
+        return {name: Usage(recent, last) for name, recent, last in cursor.fetchall()}
 
 
 def events_url(name: str) -> str:
@@ -121,9 +154,9 @@ def events_url(name: str) -> str:
     return f"{reverse('admin:analytics_event_changelist')}?{urlencode({'name': name})}"
 
 
-def event_rows(counts: dict[str, int]) -> list[EventRow]:
+def event_rows(used: dict[str, Usage]) -> list[EventRow]:
     return [
-        EventRow(spec, counts.get(name, 0), events_url(name))
+        EventRow(spec, used.get(name, Usage()), events_url(name))
         for name, spec in sorted(catalog.CATALOG.items())
     ]
 
@@ -141,17 +174,18 @@ def intro() -> list[SafeString]:
 
 
 def event_catalog_view(request: HttpRequest) -> TemplateResponse:
-    counts = stored_counts()
+    used = usage()
     context = {
         **admin.site.each_context(request),
         "title": "Event catalog",
         "intro": intro(),
-        "events": event_rows(counts),
+        "events": event_rows(used),
         "columns": common_columns(),
-        "stored_total": f"{sum(counts.values()):,}",
+        "recent_days": RECENT_DAYS,
+        "recent_total": f"{sum(u.recent for u in used.values()):,}",
         # Rows kept under a name the catalog no longer declares (a renamed event).
         "uncatalogued": sorted(
-            (name, n, events_url(name)) for name, n in counts.items() if name not in catalog.CATALOG
+            (name, u, events_url(name)) for name, u in used.items() if name not in catalog.CATALOG
         ),
     }
     return TemplateResponse(request, "analytics/catalog.html", context)

@@ -1,23 +1,26 @@
 """The event catalog page (admin, any staff user) and its JSON twin in the API: every
 event of `analytics.catalog` with its version, description and properties, the
-columns every event row has, and how many of each are stored."""
+columns every event row has, and how much each is used lately."""
 
 from __future__ import annotations
 
 import html
 import re
+import uuid
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
-from django.db.models import Count
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from analytics import catalog
 from analytics.catalog import CATALOG, EventSpec, Prop
 from analytics.models import Event
+from onboarding import clock, services
 
 pytestmark = pytest.mark.django_db
 
@@ -116,31 +119,52 @@ def test_a_new_catalog_event_appears_without_a_template_change(
     assert rows["email"]["pii"].startswith("PII")
 
 
-def test_stored_counts_link_to_the_events_list_filtered_by_name(
-    client: Client, manager, open_case, admin_client: Client
+def test_each_event_shows_its_last_weeks_count_and_last_occurrence_linking_to_the_list(
+    client: Client, manager, human_playbook, make_account, system, admin_client: Client
 ):
+    now = timezone.now()
+    with clock.travel_to(now - timedelta(days=30)):
+        services.case_open(account=make_account(), playbook=human_playbook, actor=system)
+    services.case_open(account=make_account(), playbook=human_playbook, actor=system)
     client.force_login(manager)
-    stored = dict(Event.objects.order_by().values_list("name").annotate(n=Count("id")))
-    assert stored.get("Case Opened")  # the case's opening was recorded
 
     with CaptureQueriesContext(connection) as queries:
         page = client.get(URL).content.decode()
 
-    counting = [q["sql"] for q in queries if 'FROM "analytics_event"' in q["sql"]]
-    assert len(counting) == 1, counting  # one grouped query, whatever the catalog size
+    reading = [q["sql"] for q in queries if "analytics_event" in q["sql"]]
+    assert len(reading) == 1, reading  # one statement, whatever the catalog size
+    week = Event.objects.filter(occurred_at__gte=now - timedelta(days=7))
     for name in CATALOG:
-        link = re.search(
-            r'<a[^>]*href="([^"]+)"[^>]*data-testid="stored" data-count="(\d+)"',
-            section(page, name),
-        )
-        assert int(link.group(2)) == stored.get(name, 0), name
+        part = section(page, name)
+        link = re.search(r'<a[^>]*href="([^"]+)"[^>]*data-testid="recent" data-count="(\d+)"', part)
+        assert int(link.group(2)) == week.filter(name=name).count(), name
         url = urlsplit(link.group(1))
         assert url.path == reverse("admin:analytics_event_changelist")
         assert parse_qs(url.query) == {"name": [name]}
+    opened = section(page, "Case Opened")
+    assert 'data-count="1"' in opened  # of two openings, one in the last seven days
+    latest = Event.objects.filter(name="Case Opened").latest("occurred_at").occurred_at
+    assert f"last {timezone.localtime(latest):%Y-%m-%d %H:%M}" in opened
+    assert "never recorded" in section(page, "Alert Fired")
     # The link's filter is the Events list's own: it narrows to that name.
     listed = admin_client.get(reverse("admin:analytics_event_changelist"), {"name": "Case Opened"})
     assert listed.status_code == 200
     assert {e.name for e in listed.context["cl"].result_list} == {"Case Opened"}
+
+
+def test_events_stored_under_a_name_the_catalog_dropped_are_listed_apart(
+    client: Client, manager, open_case
+):
+    renamed = Event.objects.filter(case=open_case).first()
+    renamed.pk, renamed.uuid, renamed.name = None, uuid.uuid4(), "Case Created"
+    renamed._state.adding = True  # a copy: stored as a new row
+    renamed.save()
+    client.force_login(manager)
+
+    page = client.get(URL).content.decode()
+
+    apart = re.search(r'data-testid="uncatalogued".*?</section>', page, re.S).group(0)
+    assert "Case Created" in apart and "1 in 7 days" in apart
 
 
 def test_signed_out_visitors_go_to_the_admin_login(client: Client):
