@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from analytics.admin import CappedCountPaginator
 from analytics.models import Event
 from onboarding import services
 from onboarding.actors import Actor
@@ -173,6 +175,52 @@ def test_events_are_searchable_by_uuid(staff: Client, seeded: Seeded):
     response = staff.get(reverse("admin:analytics_event_changelist"), {"q": str(seeded.event.uuid)})
 
     assert list(response.context["cl"].result_list) == [seeded.event]
+
+
+def test_the_events_list_finds_a_cases_events_by_its_number(staff: Client, seeded: Seeded):
+    url = reverse("admin:analytics_event_changelist")
+
+    by_number = staff.get(url, {"q": f"#{seeded.case.pk}"}).context["cl"].result_list
+    free_text = staff.get(url, {"q": "called the customer"})
+
+    assert {e.case_id for e in by_number} == {seeded.case.pk} and len(by_number) >= 2
+    assert free_text.status_code == 200 and free_text.context["cl"].result_count == 0
+    assert "Search by an event" in free_text.content.decode()  # says what it searches
+
+
+def test_the_events_list_filters_by_source_and_date_range(staff: Client, seeded: Seeded):
+    url = reverse("admin:analytics_event_changelist")
+    day = seeded.event.occurred_at.date()
+
+    def listed(**params: str) -> set[int]:
+        response = staff.get(url, params)
+        assert response.status_code == 200
+        return {e.pk for e in response.context["cl"].result_list}
+
+    everything = listed()
+    assert seeded.event.pk in listed(source__icontains=seeded.event.source)
+    assert listed(source__icontains="no-such-source") == set()
+    that_day = {
+        "occurred_at_from_0": str(day),
+        "occurred_at_from_1": "00:00",
+        "occurred_at_to_0": str(day),
+        "occurred_at_to_1": "23:59",
+    }
+    assert listed(**that_day) == everything
+    the_day_before = {"occurred_at_to_0": str(day - timedelta(days=1)), "occurred_at_to_1": "23:59"}
+    assert listed(**the_day_before) == set()
+    assert listed(occurred_at_from_0=str(day), occurred_at_to_0=str(day)) == everything
+    garbage = {"occurred_at_from_0": "not a date", "occurred_at_from_1": "noon"}
+    assert listed(**garbage) == everything  # refused, nothing lost
+
+
+def test_the_events_list_counts_no_further_than_its_cap(staff: Client, seeded: Seeded, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
+
+    response = staff.get(reverse("admin:analytics_event_changelist"))
+
+    assert Event.objects.count() > 3
+    assert response.context["cl"].result_count == 3  # the cap, plus one: "more than 2"
 
 
 @pytest.mark.parametrize(
