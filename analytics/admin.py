@@ -13,30 +13,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.paginator import Paginator
 from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.contrib.filters.admin import FieldTextFilter, RangeDateTimeFilter
+from unfold.contrib.filters.admin import FieldTextFilter
 from unfold.decorators import action, display
 from unfold.forms import BaseDialogForm
-from unfold.utils import parse_datetime_str
 from unfold.widgets import UnfoldAdminSelectWidget
 
 from analytics.catalog import CATALOG
 from analytics.metrics.base import SEGMENT_FIELDS
 from analytics.models import Alert, AlertRule, Event, format_measure
 from onboarding.actors import Actor
+from onboarding.admin._common import AwareRangeDateTimeFilter, CappedCountPaginator
+from onboarding.admin.filters import ActorTypeFilter
 from onboarding.admin_scope import AgentScopeMixin
 
 
@@ -88,51 +85,6 @@ class EventNameFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ActorTypeFilter(admin.SimpleListFilter):
-    title = "actor type"
-    parameter_name = "actor_type"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("agent", "Agent (a person)"), ("api", "Integration (API)"), ("system", "System")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
-        if self.value():
-            return queryset.filter(actor_type=self.value())
-        return queryset
-
-
-class OccurredRangeFilter(RangeDateTimeFilter):
-    """Unfold's date-time range, read in the current time zone (Unfold's own parses
-    naive datetimes), the "to" minute included; an unreadable bound is ignored."""
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
-        def bound(side: str) -> datetime | None:
-            day = self.used_parameters.get(f"{self.parameter_name}_{side}_0")
-            hour = self.used_parameters.get(f"{self.parameter_name}_{side}_1")
-            hour = hour or ("00:00" if side == "from" else "23:59")  # a date alone: whole day
-            moment = parse_datetime_str(f"{day} {hour}") if day else None
-            return timezone.make_aware(moment) if moment else None
-
-        start, end = bound("from"), bound("to")
-        if start is not None:
-            queryset = queryset.filter(**{f"{self.field_path}__gte": start})
-        if end is not None:
-            queryset = queryset.filter(**{f"{self.field_path}__lt": end + timedelta(minutes=1)})
-        return queryset
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most `CAP` + 1 rows: an exact count of tens of millions of events
-    costs seconds on every page, and nobody pages past the first thousands (filters
-    narrow faster). Past the cap the list says "10001 events" and stops paging there."""
-
-    CAP = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list.order_by()[: self.CAP + 1].count()
-
-
 @admin.register(Event)
 class EventAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
     case_path = "case"  # agents: events of cases they may see
@@ -153,7 +105,7 @@ class EventAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
         EventNameFilter,
         ActorTypeFilter,
         ("source", FieldTextFilter),
-        ("occurred_at", OccurredRangeFilter),
+        ("occurred_at", AwareRangeDateTimeFilter),
     )
     list_filter_submit = True
     search_fields = ("uuid",)  # see get_search_results: exact lookups through indexes

@@ -3,10 +3,11 @@ managers, integrations and the system see everything."""
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from onboarding.actors import Actor
-from onboarding.models import Case, Task
+from onboarding.models import Account, Case, Task
 
 
 def sees_everything(actor: Actor) -> bool:
@@ -43,3 +44,33 @@ def scope_tasks(queryset: QuerySet[Task], actor: Actor) -> QuerySet[Task]:
     if not actor.is_agent:
         return queryset.none()
     return queryset.filter(visible_task_filter(actor))
+
+
+SEGMENT_COLUMNS = ("plan", "segment", "region", "channel")
+
+
+def account_segment_values(*columns: str) -> dict[str, list[str]]:
+    """The distinct non-empty values of indexed account columns, sorted, without
+    reading the accounts table: on PostgreSQL one index probe per value (a "loose
+    index scan"), in one statement; elsewhere (the demo's SQLite) a plain DISTINCT."""
+    assert set(columns) <= set(SEGMENT_COLUMNS), columns  # interpolated below
+    values: dict[str, list[str]] = {col: [] for col in columns}
+    if connection.vendor != "postgresql":
+        for col in columns:
+            found = Account.objects.exclude(**{col: ""}).values_list(col, flat=True)
+            values[col] = list(found.order_by(col).distinct())
+        return values
+    sql = " UNION ALL ".join(
+        f"""(WITH RECURSIVE v AS (
+              SELECT min({col}) AS value FROM onboarding_account WHERE {col} <> ''
+              UNION ALL
+              SELECT (SELECT min({col}) FROM onboarding_account WHERE {col} > v.value)
+              FROM v WHERE v.value IS NOT NULL)
+            SELECT '{col}', value FROM v WHERE value IS NOT NULL)"""
+        for col in columns
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        for col, value in cursor.fetchall():
+            values[col].append(value)
+    return values

@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db import connection
 from unfold.widgets import (
     UnfoldAdminIntegerFieldWidget,
     UnfoldAdminSelectWidget,
@@ -17,25 +16,14 @@ from unfold.widgets import (
 
 from analytics.metrics import REPORTS, default_filters
 from analytics.metrics.base import BREAKDOWNS, SEGMENT_FIELDS, Filters, local_today
-from onboarding.models import Account, Playbook, Queue
+from onboarding.models import Playbook, Queue
+from onboarding.selectors import account_segment_values
 
 _DATE = {"type": "date"}
 # A range longer than this is refused: the reports bucket by day and week, and an
 # unbounded range (or a date near year 9999, which has no next day) is not a report.
 MAX_RANGE_DAYS = 3 * 366
 EARLIEST = date(2000, 1, 1)
-
-# Distinct values of the indexed segmentation columns without reading the whole
-# accounts table: one index probe per value (a "loose index scan").
-_SEGMENT_VALUES = " UNION ALL ".join(
-    f"""(WITH RECURSIVE v AS (
-          SELECT min({col}) AS value FROM onboarding_account WHERE {col} <> ''
-          UNION ALL
-          SELECT (SELECT min({col}) FROM onboarding_account WHERE {col} > v.value)
-          FROM v WHERE v.value IS NOT NULL)
-        SELECT '{col}', value FROM v WHERE value IS NOT NULL)"""
-    for col in SEGMENT_FIELDS
-)
 
 
 @dataclass
@@ -67,16 +55,7 @@ class Options:
             .order_by("first_name", "last_name", "username")
             .values_list("pk", "username", "first_name", "last_name")
         ]
-        segments: dict[str, list[str]] = {col: [] for col in SEGMENT_FIELDS}
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(_SEGMENT_VALUES)
-                for col, value in cursor.fetchall():
-                    segments[col].append(value)
-        else:  # the embedded demo: few accounts, and no such SQL
-            for col in SEGMENT_FIELDS:
-                values = Account.objects.exclude(**{col: ""}).values_list(col, flat=True)
-                segments[col] = list(values.order_by(col).distinct())
+        segments = account_segment_values(*SEGMENT_FIELDS)
         return cls(
             playbooks=list(playbooks.items()),
             versions=sorted(versions),

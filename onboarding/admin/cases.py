@@ -17,10 +17,17 @@ from analytics.admin import CaseEventInline, ReadOnlyAdminMixin, TaskEventInline
 from onboarding.admin._common import (
     CASE_STATE_COLOURS,
     TASK_STATE_COLOURS,
+    AwareRangeDateTimeFilter,
+    CappedCountPaginator,
     ServiceAdminMixin,
     actor_for,
 )
-from onboarding.admin.filters import AssigneeFilter, QueueFilter, SlaStatusFilter
+from onboarding.admin.filters import (
+    ActorTypeFilter,
+    AssigneeFilter,
+    QueueFilter,
+    SlaStatusFilter,
+)
 from onboarding.admin_scope import AgentScopeMixin
 from onboarding.models import (
     Case,
@@ -185,6 +192,9 @@ class TaskAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_filter = ("state", SlaStatusFilter, QueueFilter, AssigneeFilter, "kind", "escalated")
     search_fields = ("step_key", "case__account__name", "case__account__external_id")
     list_select_related = ("case__account", "queue", "assignee")
+    # Millions of tasks: one capped count per page instead of two full ones.
+    show_full_result_count = False
+    paginator = CappedCountPaginator
     fieldsets = (
         (None, {"fields": ("case_link", "step", "step_key", "kind", "state", "required")}),
         (
@@ -254,10 +264,15 @@ class ContextEntryAdmin(AgentScopeMixin, ReadOnlyAdminMixin, ModelAdmin):
     case_path = "case"
 
     list_display = ("created_at", "kind", "case_link", "task", "author", "excerpt")
-    list_filter = ("kind", "actor_type")
+    # A million entries and growing: newest first by primary key (entries are written
+    # as they happen), dates as a range, a capped count.
+    list_filter = ("kind", ActorTypeFilter, ("created_at", AwareRangeDateTimeFilter))
+    list_filter_submit = True
     search_fields = ("body", "case__account__name", "case__account__external_id")
     list_select_related = ("case__account", "task", "author")
-    date_hierarchy = "created_at"
+    ordering = ("-id",)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
     fields = (
         "case_link",
         "task",

@@ -214,6 +214,39 @@ def test_the_events_list_filters_by_source_and_date_range(staff: Client, seeded:
     assert listed(**garbage) == everything  # refused, nothing lost
 
 
+def test_the_accounts_list_counts_each_accounts_cases_and_filters_by_segment(
+    staff: Client, seeded: Seeded, make_account, make_playbook, queue, system
+):
+    other = make_account(plan="enterprise")
+    second = make_playbook(
+        "expansion", [{"key": "call", "name": "Call", "kind": "human", "queue": queue}]
+    )
+    services.case_open(account=seeded.account, playbook=second, actor=system)
+    url = reverse("admin:onboarding_account_changelist")
+
+    page = staff.get(url)
+    counts = {a.pk: a._case_count for a in page.context["cl"].result_list}
+    enterprise = staff.get(url, {"plan": "enterprise"})
+
+    assert counts[seeded.account.pk] == 2 and counts[other.pk] == 0
+    assert [a.pk for a in enterprise.context["cl"].result_list] == [other.pk]
+    assert '?plan=enterprise"' in page.content.decode()  # a choice from the plan index
+
+
+def test_the_context_log_and_sla_timers_filter_by_date_range(staff: Client, seeded: Seeded):
+    day = seeded.note.created_at.date()
+    for model, field in (
+        ("onboarding_contextentry", "created_at"),
+        ("onboarding_slatimer", "due_at"),
+    ):
+        url = reverse(f"admin:{model}_changelist")
+        everything = staff.get(url).context["cl"].result_count
+        before = staff.get(url, {f"{field}_to_0": str(day - timedelta(days=400))})
+
+        assert before.status_code == 200 and before.context["cl"].result_count == 0, model
+        assert everything >= (1 if model == "onboarding_contextentry" else 0)
+
+
 def test_the_events_list_counts_no_further_than_its_cap(staff: Client, seeded: Seeded, monkeypatch):
     monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
 
