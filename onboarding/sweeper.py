@@ -21,7 +21,7 @@ from onboarding.actors import Actor
 from onboarding.automation import send_to_worker
 from onboarding.calendar import business_between
 from onboarding.errors import DomainError
-from onboarding.models import Queue, Task
+from onboarding.models import Queue, SlaTimer, Task
 from onboarding.reminders import send_due_reminders
 from onboarding.services import sla, task_expire_lease, task_release
 from onboarding.services._write import atomic_write
@@ -108,7 +108,10 @@ def _fire(sql: str, now: datetime, batch_size: int, report: SweepReport) -> int:
     with atomic_write():
         ids = _ids(skip_locked(sql, "c, t"), [now, batch_size])
         timers = sla.load_timers(ids)
-        for timer_id in ids:
+        # Escalating a breach may lock its target queue (auto-assignment) until the
+        # batch commits: take queues in one order, as the claim-timeout sweep does, so
+        # two sweepers never wait on each other's queues.
+        for timer_id in sorted(ids, key=lambda i: (_escalation_queue(timers[i]), i)):
             try:
                 with transaction.atomic():  # one bad timer must not undo the batch
                     outcome = sla.breach_overdue(
@@ -125,6 +128,12 @@ def _fire(sql: str, now: datetime, batch_size: int, report: SweepReport) -> int:
             else:
                 report.skipped += 1
     return len(ids)
+
+
+def _escalation_queue(timer: SlaTimer) -> int:
+    """Where a breach of this timer would escalate to (0: the exceptions queue)."""
+    task = timer.task
+    return timer.policy.escalation_queue_id or (task.queue_id if task else None) or 0
 
 
 def fire_warnings(now: datetime, batch_size: int, report: SweepReport) -> int:

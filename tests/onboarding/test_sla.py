@@ -12,6 +12,7 @@ from django.db import connections
 from analytics.models import Event
 from onboarding import clock, services, sweeper
 from onboarding.models import BusinessCalendar, SlaPolicy, SlaTimer, Task
+from onboarding.services import tasks as task_services
 from tests.conftest import act, task_of
 
 T0 = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Berlin
@@ -284,3 +285,31 @@ def test_two_sweepers_warn_and_breach_each_timer_exactly_once(watched):
     assert Event.objects.filter(name="SLA Breached").count() == 12
     assert sum(r.breached for r in results) == 12
     assert SlaTimer.objects.filter(state="breached").count() == 12
+
+
+def test_one_sweep_escalates_its_breaches_queue_by_queue(
+    watched, policy, queue, other_queue, monkeypatch
+):
+    """Escalating may lock the target queue (auto-assignment) until the batch commits:
+    one order of queues across sweepers means two sweepers never wait on each other."""
+    to_queue = SlaPolicy.objects.create(
+        key="kickoff-home",
+        name="Kickoff within 4h, escalated in place",
+        target=timedelta(hours=4),
+        escalation_queue=queue,
+    )
+    for hour in range(3):  # due instants alternate between the two target queues
+        watched(at=at(hour), sla=policy)
+        watched(at=at(hour + 0.5), sla=to_queue)
+    escalated = []
+    real_escalate = task_services.task_escalate
+    monkeypatch.setattr(
+        task_services,
+        "task_escalate",
+        lambda **kw: escalated.append(kw["to_queue_id"]) or real_escalate(**kw),
+    )
+
+    with clock.travel_to(at(8)):
+        assert sweeper.sweep().breached == 6
+
+    assert escalated == sorted(escalated) and set(escalated) == {queue.pk, other_queue.pk}
