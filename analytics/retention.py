@@ -24,10 +24,12 @@ clocks, cases and accounts), so the reports and the case pages keep working; a c
 timeline simply shows fewer events. Only `analytics.metrics.replay` (the
 reconciliation check) needs raw events, and skips cases opened before retention.
 
-How: events are append-only (`Event.delete` and `EventQuerySet.update` refuse), and
-this module is the one sanctioned way to remove them: plain SQL `DELETE`s, each of at
-most `batch_size` rows picked through the `recorded_at` index, each its own
-statement (and, outside a transaction, its own commit), so a backlog never holds one
+How: events are append-only (`Event.delete` and `EventQuerySet.update` refuse, and on
+PostgreSQL a trigger refuses any UPDATE or DELETE unless `analytics.event_purge` is
+on, see `purging_events`), and this module is the one sanctioned way to remove them:
+plain SQL `DELETE`s, each of at most `batch_size` rows picked through the
+`recorded_at` index, each its own statement (and, outside a transaction, its own
+commit), so a backlog never holds one
 huge transaction or its locks. No index is needed beyond `event_recorded` and the
 primary key (EXPLAIN: an index range scan picks a batch, the pkey finds its rows;
 about 50 ms per 10,000 events). Batches stop after `time_budget` seconds; the next run
@@ -40,12 +42,14 @@ the create again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from analytics.models import Event, StreamPosition, has_commit_order_column
@@ -105,6 +109,23 @@ def _delete_ids(table: str, picked: str) -> str:
     return f"DELETE FROM {table} WHERE id IN ({picked})"
 
 
+@contextlib.contextmanager
+def purging_events() -> Iterator[None]:
+    """Lift the database's append-only guard on `analytics_event` (analytics 0006) for
+    this connection while the block runs. Only for the purge."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('analytics.event_purge', 'on', false)")
+    try:
+        yield
+    finally:
+        # In a failed transaction this cannot run, but the setting is rolled back with it.
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('analytics.event_purge', '', false)")
+
+
 def _delete_in_batches(
     sql: str, params: dict[str, object], batch_size: int, deadline: float
 ) -> tuple[int, int, bool]:
@@ -140,9 +161,10 @@ def purge_expired_events(
     if days > 0:
         sql, params = _event_batch_sql(relay_floor())
         params["cutoff"] = now - timedelta(days=days)
-        result["events"], result["event_batches"], more = _delete_in_batches(
-            sql, params, batch_size, deadline
-        )
+        with purging_events():
+            result["events"], result["event_batches"], more = _delete_in_batches(
+                sql, params, batch_size, deadline
+            )
         result["more"] = int(more)
 
     hours = getattr(settings, "IDEMPOTENCY_KEY_TTL_HOURS", 24)

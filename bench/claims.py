@@ -69,6 +69,9 @@ from bench.transitions import (  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/onboarding_bench_claims"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Bench clean-up deletes its own events: lift analytics 0006's append-only guard for the
+# transaction (the product's only other deleter is the retention purge).
+PURGE_EVENTS = "SET LOCAL analytics.event_purge = 'on'"
 
 TARGET_RATIO = 0.5  # service claims/s ÷ raw claims/s, at least
 GATED_CLAIMERS = 16  # the issue's target is at 16 claimers; other counts are reported
@@ -215,12 +218,13 @@ def _template(base: dict[str, Any]) -> dict[str, int]:
 
 
 def _drop_template(account_id: int) -> None:
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from analytics.models import Event
     from onboarding.models import Account, Case
 
-    with transaction.atomic():
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(PURGE_EVENTS)  # bench clean-up: lift the append-only guard
         cases = list(Case.objects.filter(account_id=account_id).values_list("pk", flat=True))
         Event.objects.filter(account_id=account_id).delete()
         Event.objects.filter(case_id__in=cases).delete()
@@ -341,6 +345,7 @@ def reset(url: str) -> None:
                       OR started_at IS NOT NULL)""",
             (ID_BASE,),
         )
+        conn.execute(PURGE_EVENTS)  # bench reset: lift the append-only guard
         conn.execute("DELETE FROM analytics_event WHERE name = %s", (CLAIMED_EVENT,))
         conn.commit()
     admin(url, "VACUUM (ANALYZE) onboarding_task", "VACUUM (ANALYZE) analytics_event", "CHECKPOINT")

@@ -63,6 +63,9 @@ from bench.transitions import (  # noqa: E402  (shared with the other benchmarks
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/onboarding_bench_sweep"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Bench clean-up deletes its own events: lift analytics 0006's append-only guard for the
+# transaction (the product's only other deleter is the retention purge).
+PURGE_EVENTS = "SET LOCAL analytics.event_purge = 'on'"
 
 TARGET_RAW_RATIO = 0.3  # sweep rows/s ÷ raw rows/s, at least
 TARGET_SIZE_RATIO = 1.2  # sweep time at the largest size ÷ at the smallest, at most
@@ -265,6 +268,7 @@ def _drop_template(tmpl: dict[str, int]) -> None:
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(PURGE_EVENTS)  # bench clean-up: lift the append-only guard
         cur.execute(
             "DELETE FROM analytics_event WHERE account_id = %s OR case_id IN "
             "(SELECT id FROM onboarding_case WHERE account_id = %s)",
@@ -472,6 +476,7 @@ def reset(url: str, size: int, due: int) -> dt.datetime:
                 "wb": warn_before,
             },
         )
+        conn.execute(PURGE_EVENTS)  # bench reset: lift the append-only guard
         conn.execute("DELETE FROM analytics_event WHERE name = %s", (BREACHED_EVENT,))
         conn.commit()
     admin(

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from analytics.metrics import REPORTS, default_filters, run
 from analytics.models import AppendOnly, Event, StreamPosition
-from analytics.retention import purge_expired_events
+from analytics.retention import purge_expired_events, purging_events
 from analytics.tasks import purge_events
 from api.models import IdempotencyKey, WebhookDelivery, WebhookSubscription
 from api.webhooks import webhook_subscribe
@@ -186,6 +186,40 @@ def test_events_stay_append_only_outside_the_purge(open_case):
         event.delete()
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM analytics_event WHERE id = %s",
+        "UPDATE analytics_event SET name = 'Case Created' WHERE id = %s",
+        "UPDATE analytics_event SET properties = '{}' WHERE id = %s",
+    ],
+)
+def test_the_database_refuses_raw_sql_that_rewrites_events(open_case, statement):
+    event = Event.objects.filter(case=open_case).first()
+
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement, [event.pk])
+
+    assert Event.objects.get(pk=event.pk).name == event.name
+
+
+def test_after_a_purge_the_guard_is_back(old_and_new):
+    _, new, cut = old_and_new
+    assert purge_expired_events(now=a_window_after(cut))["events"] > 0
+    survivor = Event.objects.filter(case=new).first()
+
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM analytics_event WHERE id = %s", [survivor.pk])
+
+
 # --- what keeps working ------------------------------------------------------------------
 
 
@@ -259,7 +293,7 @@ def test_case_pages_still_render_for_a_case_whose_events_were_purged(
 
 def _age(days: int) -> None:
     """Time passes: every stored event was recorded `days` earlier (test setup only)."""
-    with connection.cursor() as cursor:
+    with purging_events(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE analytics_event SET recorded_at = recorded_at - %s", [timedelta(days=days)]
         )
