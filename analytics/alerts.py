@@ -44,11 +44,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 
 from analytics.alert_metrics import REPORT_OF, Reading, cases_behind, read
+from analytics.metrics import available
 from analytics.models import Alert, AlertRule, format_measure
 from analytics.recording import record
 from onboarding import clock
@@ -181,9 +182,9 @@ def describe(rule: AlertRule, reading: Reading) -> str:
 
 
 def supported() -> bool:
-    """The reports are PostgreSQL SQL (grouping sets, percentiles): on the embedded
-    SQLite demo, rules can be written but are not evaluated (as Reports says there)."""
-    return connection.vendor == "postgresql"
+    """Rules can be written on the SQLite demo but are evaluated only where the
+    reports run (`analytics.metrics.available`)."""
+    return available()
 
 
 def evaluate_all(now: datetime | None = None) -> dict[str, int]:
@@ -303,20 +304,12 @@ def _fire(rule: AlertRule, reading: Reading, now: datetime) -> str:
             "link": link,
         },
     )
-    recipients = rule.recipient_list()
-    if recipients:
-        report = f"{getattr(settings, 'SITE_URL', '').rstrip('/')}"
-        report += report_url(rule, reading.start, reading.end)
-        body = [alert.message, "", f"Alert: {link}", f"Report: {report}"]
-        if case_ids:
-            body += ["", f"Cases behind it ({case_count}): " + ", ".join(f"#{c}" for c in case_ids)]
-        message = EmailMessage(
-            subject=f"[Alert] {rule.name}",
-            body="\n".join(body),
-            to=recipients,
-            headers={"Idempotency-Key": f"alert-{alert.pk}-fired"},
-        )
-        transaction.on_commit(partial(_send, message, alert.pk))
+    report = f"{getattr(settings, 'SITE_URL', '').rstrip('/')}"
+    report += report_url(rule, reading.start, reading.end)
+    body = [alert.message, "", f"Alert: {link}", f"Report: {report}"]
+    if case_ids:
+        body += ["", f"Cases behind it ({case_count}): " + ", ".join(f"#{c}" for c in case_ids)]
+    _email_after_commit(rule, alert, "fired", f"[Alert] {rule.name}", "\n".join(body))
     return "fired"
 
 
@@ -346,14 +339,20 @@ def _resolve(
             "link": link,
         },
     )
+    body = f"{rule.name}: resolved ({reason}), now {format_measure(value, rule.unit)}."
+    body += f"\n\nAlert: {link}"
+    _email_after_commit(rule, alert, "resolved", f"[Resolved] {rule.name}", body)
+
+
+def _email_after_commit(rule: AlertRule, alert: Alert, what: str, subject: str, body: str) -> None:
+    """Email the rule's recipients once the alert's transaction commits (not on rollback)."""
     recipients = rule.recipient_list()
     if recipients:
         message = EmailMessage(
-            subject=f"[Resolved] {rule.name}",
-            body=f"{rule.name}: resolved ({reason}), now "
-            f"{format_measure(value, rule.unit)}.\n\nAlert: {link}",
+            subject=subject,
+            body=body,
             to=recipients,
-            headers={"Idempotency-Key": f"alert-{alert.pk}-resolved"},
+            headers={"Idempotency-Key": f"alert-{alert.pk}-{what}"},
         )
         transaction.on_commit(partial(_send, message, alert.pk))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import factory
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
+from django.db import connections
 
 from onboarding import services
 from onboarding.actors import Actor
@@ -162,3 +164,27 @@ def open_case(
 
 def task_of(case: Case, step_key: str) -> Task:
     return Task.objects.select_related("case").get(case=case, step_key=step_key)
+
+
+def race(*calls: Callable[[], Any], timeout: float = 30) -> list[Any]:
+    """Start every call at once, each on its own thread and database connection;
+    return each one's result or the exception it raised (for the assertions)."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            results[i] = call()
+        except Exception as exc:  # surfaced by the assertions
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "threads deadlocked or hung"
+    return results

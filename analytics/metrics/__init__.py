@@ -67,6 +67,12 @@ def _health(f: Filters, now: datetime, limit: int | None) -> Report:
     return health.health(f, now=now, limit=limit)
 
 
+def available() -> bool:
+    """The reports are PostgreSQL SQL (grouping sets, percentiles): on the embedded
+    SQLite demo the pages, the API and the alerts say so instead of running them."""
+    return connection.vendor == "postgresql"
+
+
 REPORTS: dict[str, ReportSpec] = {
     spec.key: spec
     for spec in (

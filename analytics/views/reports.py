@@ -18,13 +18,12 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.metrics import REPORTS, Report, run
+from analytics.metrics import REPORTS, Report, available, run
 from analytics.metrics.base import Column, Table
 from analytics.metrics.health import STATUS_LABELS
 from analytics.views.filters import Options, ReportFilterForm, form_data
@@ -566,8 +565,7 @@ def reports_view(request: HttpRequest) -> HttpResponse:
     actor = Actor.for_user(request.user, source="admin")
     if not actor.is_manager:
         raise PermissionDenied("Reports are for managers.")
-    if connection.vendor != "postgresql":
-        # The reports' aggregates are PostgreSQL SQL (grouping sets, percentiles).
+    if not available():
         context = {**admin.site.each_context(request), "title": "Reports", "unsupported": True}
         return TemplateResponse(request, "reports/reports.html", context)
     options = Options.load()

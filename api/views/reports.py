@@ -19,14 +19,13 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
-from django.db import connection
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from analytics.metrics import REPORTS, Report, ReportSpec, run
+from analytics.metrics import REPORTS, Report, ReportSpec, available, run
 from analytics.metrics.base import LIST_LIMIT, Filters
 from analytics.views.filters import Options, ReportFilterForm, form_data
 from api.auth import REPORTS_READ, actor_for, token_of
@@ -274,7 +273,7 @@ class ReportDetail(ApiView):
         spec = REPORTS.get(key)
         if spec is None:
             raise NotFound(f"There is no report {key!r}; see /api/v1/reports/.")
-        if connection.vendor != "postgresql":
+        if not available():
             raise NotAvailable("Reports need PostgreSQL; this installation runs on SQLite.")
         limit = LimitIn(data=request.query_params)
         limit_ok = limit.is_valid()

@@ -10,7 +10,6 @@ its `window_days` calendar days (UTC) ending on NOW's day.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core import mail
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -36,7 +35,7 @@ from onboarding import clock, services
 from onboarding.models import Case, Playbook, SlaPolicy
 from tests.api.test_webhooks import Queue as SendQueue
 from tests.api.test_webhooks import Receiver
-from tests.conftest import act, task_of
+from tests.conftest import act, race, task_of
 
 NOW = datetime(2026, 9, 20, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -525,29 +524,6 @@ def test_the_database_refuses_a_second_firing_alert_for_a_rule(conversion_rule):
 
 
 # --- concurrency and webhooks (committed data, real connections) ----------------------------
-
-
-def race(*calls: Callable[[], Any], timeout: float = 30) -> list[Any]:
-    """Start every call at once on its own connection; each one's result or exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run_one(i: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[i] = call()
-        except Exception as exc:  # surfaced by the assertions
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run_one, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "threads deadlocked or hung"
-    return results
 
 
 @pytest.mark.django_db(transaction=True)

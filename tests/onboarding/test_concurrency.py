@@ -4,44 +4,17 @@ timeout so a deadlock fails the test instead of hanging it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.db import connection, connections
 
 from analytics.models import Event
 from onboarding import services
-from onboarding.errors import Conflict, DomainError
+from onboarding.errors import Conflict
 from onboarding.models import Case, Task
-from tests.conftest import act, task_of
+from tests.conftest import act, race, task_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def race(*calls: Callable[[], Any], timeout: float = 20) -> list[Any]:
-    """Start every call at once; return each one's result or raised DomainError."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[i] = call()
-        except DomainError as exc:
-            results[i] = exc
-        except Exception as exc:  # surfaced by the assertions below
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "threads deadlocked or hung"
-    return results
 
 
 def test_postgresql_is_the_database_under_test():

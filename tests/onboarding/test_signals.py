@@ -22,7 +22,7 @@ from onboarding.errors import Conflict, Forbidden, InvalidInput, NotFound
 from onboarding.models import Case, Reminder, Signal, Task
 from onboarding.reminders import send_due_reminders
 from onboarding.services.signals import signal_receive, signals_receive_batch
-from tests.conftest import act, task_of
+from tests.conftest import act, race, task_of
 
 CONNECTED = "Data Source Connected"
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -74,29 +74,6 @@ def receive(case: Case, actor: Actor, signal_id: str = "sig-1", **kwargs: Any):
 
 def events(name: str, **filters: Any) -> list[Event]:
     return list(Event.objects.filter(name=name, **filters).order_by("id"))
-
-
-def race(*calls: Callable[[], Any], timeout: float = 20) -> list[Any]:
-    """Start every call at once on its own connection; return each result or exception."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[i] = call()
-        except Exception as exc:  # surfaced by the assertions
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "threads deadlocked or hung"
-    return results
 
 
 # --- receiving a signal ----------------------------------------------------------------
